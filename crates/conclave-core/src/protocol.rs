@@ -1,0 +1,178 @@
+//! The deterministic protocol interface, in the shape of raft-rs's `RawNode` and `Ready`.
+//!
+//! A [`Protocol`] is a plain state machine. The caller (the tokio driver in `conclave-node`, or
+//! the simulator in `conclave-sim`) feeds it events — [`Protocol::tick`], [`Protocol::step`],
+//! [`Protocol::propose`], [`Protocol::read`] — and then drains a [`Ready`] with
+//! [`Protocol::ready`], carrying out its fields **in the order they are declared**:
+//!
+//! 1. persist `snapshot`, `hard_state` and `entries`, and make them durable (`fdatasync`);
+//! 2. only then send `messages`;
+//! 3. apply `committed` to the state machine, in index order, and answer the waiting callers;
+//! 4. answer `reads` once the state machine has applied their index, and `rejected` at once.
+//!
+//! A protocol may assume that every [`Ready`] it handed out was fully carried out before the
+//! next event arrives. The one exception is a crash: then the node restarts from whatever was
+//! durable, through [`Recovered`], and messages of the lost [`Ready`] were never sent.
+
+use crate::{Entry, Guarantees, NodeId, RequestId, SnapshotMeta, Status};
+use bytes::Bytes;
+use serde::{Serialize, de::DeserializeOwned};
+use std::fmt::Debug;
+
+/// A replication protocol's logic, free of IO, clocks and thread RNGs.
+///
+/// Implementations are constructed by their own crate (each takes its configuration, the node's
+/// id, the initial membership, a [`Recovered`] and an RNG seed) and then driven only through this
+/// trait.
+pub trait Protocol: Send + 'static {
+    /// What one replica sends another. Encoded with postcard by the driver.
+    type Message: Clone + Debug + Send + Serialize + DeserializeOwned + 'static;
+
+    /// The protocol's name as it appears in config and in the `protocol` metric label.
+    fn name(&self) -> &'static str;
+
+    /// This replica's id.
+    fn id(&self) -> NodeId;
+
+    /// One unit of logical time has passed. The driver ticks every `tick_interval_ms`;
+    /// every timeout in a protocol's configuration is a number of ticks or is converted to one.
+    fn tick(&mut self);
+
+    /// A message arrived from a peer.
+    fn step(&mut self, from: NodeId, msg: Self::Message);
+
+    /// A client asks for `command` to be ordered and applied. The protocol answers either by
+    /// handing out an entry whose data is `command` in [`Ready::committed`] (the driver matches
+    /// it to the caller through the command's own header) or with a [`Rejection`] for `id`.
+    /// A protocol may forward the command to its leader instead of rejecting it.
+    fn propose(&mut self, id: RequestId, command: Bytes);
+
+    /// A client asks for a linearizable read. The protocol answers with a [`ReadState`] for
+    /// `id` (serve once applied through its index) or a [`Rejection`].
+    fn read(&mut self, id: RequestId);
+
+    /// The driver took a snapshot of the state machine. The protocol keeps it to send to peers
+    /// that lag behind, and may ask for the log up to `meta.index` to be compacted.
+    fn snapshot_taken(&mut self, snapshot: Snapshot);
+
+    /// Whether [`Protocol::ready`] would return anything.
+    fn has_ready(&self) -> bool;
+
+    /// Takes the effects accumulated since the last call.
+    fn ready(&mut self) -> Ready<Self::Message>;
+
+    /// Role, leader, epoch, commit index and members, as this replica sees them.
+    /// `applied_index` is left at 0: the caller knows it better.
+    fn status(&self) -> Status;
+
+    /// What this protocol promises clients.
+    fn guarantees(&self) -> Guarantees;
+
+    /// Protocol-specific counters and gauges (elections, phase-1 rounds, retransmits, ...),
+    /// exported by the driver under `conclave_<name>`.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// Durable state a replica restarts from, as the storage layer recovered it.
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    /// The last hard state persisted, in the protocol's own encoding; `None` on first start.
+    pub hard_state: Option<Bytes>,
+    /// The latest snapshot, if any. The state machine has already been restored from it.
+    pub snapshot: Option<Snapshot>,
+    /// Log entries after the snapshot, contiguous and in index order.
+    pub entries: Vec<Entry>,
+}
+
+/// A state-machine snapshot: metadata and the state machine's own encoding of its state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: Bytes,
+}
+
+/// A message to one peer.
+#[derive(Clone, Debug)]
+pub struct Envelope<M> {
+    pub to: NodeId,
+    pub msg: M,
+}
+
+/// A linearizable read may be served once the local state machine has applied `index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    pub request: RequestId,
+    pub index: u64,
+}
+
+/// A request the protocol refused, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub request: RequestId,
+    pub error: crate::ConsensusError,
+}
+
+/// The effects of the events since the last [`Protocol::ready`] call.
+///
+/// Fields are listed in the order they must be carried out; see the module documentation.
+#[derive(Debug)]
+pub struct Ready<M> {
+    /// A snapshot received from a peer. Persist it, drop every log entry it covers, and restore
+    /// the state machine from it — before persisting `entries` and before sending `messages`.
+    pub snapshot: Option<Snapshot>,
+    /// The protocol's hard state (Raft: term and vote; Paxos: promised ballot; Totem: ring id
+    /// and delivered sequence), in its own encoding. Replaces the previous one.
+    /// **Durable before any of `messages` is sent.**
+    pub hard_state: Option<Bytes>,
+    /// Entries to append. When the first entry's index is at or below the last stored index,
+    /// the store first drops every entry from that index on (a conflicting suffix).
+    /// **Durable before any of `messages` is sent.**
+    pub entries: Vec<Entry>,
+    /// The store may discard entries up to and including this index; a snapshot covers them.
+    pub compact_to: Option<u64>,
+    /// Messages to peers. Send only after everything above is durable.
+    pub messages: Vec<Envelope<M>>,
+    /// Newly committed entries, contiguous and in index order, each handed out once.
+    /// Apply after the persistence above.
+    pub committed: Vec<Entry>,
+    /// Linearizable reads that may be served once the state machine has applied their index.
+    pub reads: Vec<ReadState>,
+    /// Requests refused; answer their callers with the error.
+    pub rejected: Vec<Rejection>,
+}
+
+impl<M> Default for Ready<M> {
+    fn default() -> Self {
+        Self {
+            snapshot: None,
+            hard_state: None,
+            entries: Vec::new(),
+            compact_to: None,
+            messages: Vec::new(),
+            committed: Vec::new(),
+            reads: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+}
+
+impl<M> Ready<M> {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none()
+            && self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.compact_to.is_none()
+            && self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.reads.is_empty()
+            && self.rejected.is_empty()
+    }
+
+    /// Whether anything must be made durable before `messages` may go out.
+    pub fn must_sync(&self) -> bool {
+        self.snapshot.is_some() || self.hard_state.is_some() || !self.entries.is_empty()
+    }
+}

@@ -1,0 +1,1 @@
+//! Scuttlebutt anti-entropy replication with hybrid logical clocks, deterministic and IO-free.

@@ -1,0 +1,1 @@
+//! The replicated state machine: an MVCC key-value store with etcd's revision semantics.

@@ -1,0 +1,1 @@
+//! The one tokio driver that turns any protocol into a running Consensus node.

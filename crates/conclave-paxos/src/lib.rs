@@ -1,0 +1,1 @@
+//! Multi-Paxos, as a deterministic IO-free state machine behind the conclave-core protocol interface.

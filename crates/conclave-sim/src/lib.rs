@@ -1,0 +1,1 @@
+//! Deterministic simulator, invariant checkers and linearizability checker for every protocol.

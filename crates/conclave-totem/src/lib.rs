@@ -1,0 +1,1 @@
+//! The Totem single-ring ordering and membership protocol, deterministic and IO-free.
