@@ -68,6 +68,12 @@ pub trait Protocol: Send + 'static {
     /// What this protocol promises clients.
     fn guarantees(&self) -> Guarantees;
 
+    /// A short name for a message's kind (`append`, `vote`, `token`, ...), used as the `kind`
+    /// label of the peer message counters.
+    fn message_kind(&self, _msg: &Self::Message) -> &'static str {
+        "message"
+    }
+
     /// Protocol-specific counters and gauges (elections, phase-1 rounds, retransmits, ...),
     /// exported by the driver under `conclave_<name>`.
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -1,0 +1,298 @@
+//! The server's configuration: built-in defaults < `conclave.toml` < `CONCLAVE_*` environment <
+//! command-line flags, merged with figment, then validated before anything is bound.
+
+use conclave_core::NodeId;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Which protocol replicates the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    Raft,
+    Paxos,
+    Totem,
+    Gossip,
+}
+
+impl ProtocolName {
+    pub const ACCEPTED: &'static str = "raft, paxos, totem or gossip";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raft => "raft",
+            Self::Paxos => "paxos",
+            Self::Totem => "totem",
+            Self::Gossip => "gossip",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One member of the cluster: `ID=PEER_ADDR,CLIENT_ADDR` in a string, or a table
+/// `{ id = 1, peer = "127.0.0.1:2380", client = "127.0.0.1:2379" }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub client: SocketAddr,
+}
+
+impl Member {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let expected = "expected ID=PEER_HOST:PORT,CLIENT_HOST:PORT, e.g. 1=127.0.0.1:2380,127.0.0.1:2379";
+        let (id, addresses) = text.split_once('=').ok_or_else(|| format!("`{text}`: {expected}"))?;
+        let (peer, client) =
+            addresses.split_once(',').ok_or_else(|| format!("`{text}`: {expected}"))?;
+        let id = id.trim().parse::<u64>().map_err(|_| format!("`{text}`: member id `{id}` is not a number"))?;
+        let peer = peer
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}`: peer address `{peer}` is not HOST:PORT with an IP address"))?;
+        let client = client
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}`: client address `{client}` is not HOST:PORT with an IP address"))?;
+        Ok(Self { id, peer, client })
+    }
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            id: u64,
+            peer: SocketAddr,
+            client: SocketAddr,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Table(Table),
+        }
+        match Form::deserialize(deserializer)
+            .map_err(|_| serde::de::Error::custom("a member is `ID=PEER_HOST:PORT,CLIENT_HOST:PORT` or a table with id, peer and client"))?
+        {
+            Form::Text(text) => Member::parse(&text).map_err(serde::de::Error::custom),
+            Form::Table(t) => Ok(Member { id: t.id, peer: t.peer, client: t.client }),
+        }
+    }
+}
+
+/// Driver and API settings that are the same for every protocol.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// A request not answered in this time fails with "request timed out".
+    pub request_timeout_ms: u64,
+    /// The largest client request, in bytes (etcd: 1.5 MiB).
+    pub max_request_bytes: usize,
+    /// Take a state-machine snapshot and compact the log every this many entries.
+    pub snapshot_interval_entries: u64,
+    /// Client requests queued per node before "too many requests".
+    pub max_pending_requests: usize,
+    /// Gossip only: serve linearizable reads and txns locally (counted) instead of refusing them.
+    pub downgrade_unsupported: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 5_000,
+            max_request_bytes: 1536 * 1024,
+            snapshot_interval_entries: 10_000,
+            max_pending_requests: 10_000,
+            downgrade_unsupported: false,
+        }
+    }
+}
+
+/// The whole configuration of one node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id: one of `members`.
+    pub node_id: u64,
+    /// The replication protocol.
+    pub protocol: ProtocolName,
+    /// Where the WAL and snapshots live.
+    pub data_dir: PathBuf,
+    /// etcd v3 gRPC for clients.
+    pub client_listen: SocketAddr,
+    /// Peer traffic.
+    pub peer_listen: SocketAddr,
+    /// `/metrics` and `/health`.
+    pub metrics_listen: SocketAddr,
+    /// Every member of the cluster, this node included.
+    pub members: Vec<Member>,
+    /// Cluster id reported in response headers; derived from the members when 0.
+    pub cluster_id: u64,
+    /// Log filter (`info`, `debug`, `conclave_raft=debug,info`); `RUST_LOG` overrides it.
+    pub log_level: String,
+    pub server: ServerSettings,
+    pub raft: conclave_raft::RaftConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            protocol: ProtocolName::Raft,
+            data_dir: PathBuf::from("conclave-data"),
+            client_listen: ([127, 0, 0, 1], 2379).into(),
+            peer_listen: ([127, 0, 0, 1], 2380).into(),
+            metrics_listen: ([127, 0, 0, 1], 9379).into(),
+            members: Vec::new(),
+            cluster_id: 0,
+            log_level: "info".into(),
+            server: ServerSettings::default(),
+            raft: conclave_raft::RaftConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the key, the value and what is
+/// accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Merges defaults, the file (if given or `conclave.toml` exists), the environment and the
+    /// flags, then validates.
+    pub fn load(file: Option<&std::path::Path>, flags: &crate::cli::Flags) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("conclave.toml")),
+        }
+        figment = figment.merge(Env::prefixed("CONCLAVE_").split("__").ignore(&["config"]));
+        figment = figment.merge(Serialized::defaults(flags.overrides()));
+        let config: Config = figment.extract().map_err(|error| ConfigError(describe(error)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        if self.members.is_empty() {
+            return fail("`members` is empty: list every member as ID=PEER_HOST:PORT,CLIENT_HOST:PORT (this node included)".into());
+        }
+        let mut ids = BTreeSet::new();
+        for member in &self.members {
+            if member.id == 0 {
+                return fail("`members`: member id 0 is reserved; ids start at 1".into());
+            }
+            if !ids.insert(member.id) {
+                return fail(format!("`members`: member id {} appears twice", member.id));
+            }
+        }
+        if !ids.contains(&self.node_id) {
+            return fail(format!(
+                "`node_id` = {} is not among `members` (ids {})",
+                self.node_id,
+                ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let listens = [
+            ("client_listen", self.client_listen),
+            ("peer_listen", self.peer_listen),
+            ("metrics_listen", self.metrics_listen),
+        ];
+        for (i, (a, addr_a)) in listens.iter().enumerate() {
+            for (b, addr_b) in &listens[i + 1..] {
+                if addr_a == addr_b && addr_a.port() != 0 {
+                    return fail(format!("`{a}` and `{b}` are both {addr_a}; each needs its own port"));
+                }
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return fail("`data_dir` is empty: give a directory for the WAL and snapshots".into());
+        }
+        let s = &self.server;
+        if s.request_timeout_ms == 0 {
+            return fail("`server.request_timeout_ms` = 0: expected a positive number of milliseconds".into());
+        }
+        if s.max_request_bytes < 1024 {
+            return fail(format!("`server.max_request_bytes` = {}: expected at least 1024", s.max_request_bytes));
+        }
+        if s.max_pending_requests == 0 {
+            return fail("`server.max_pending_requests` = 0: expected a positive number".into());
+        }
+        match self.protocol {
+            ProtocolName::Raft => self.raft.validate().map_err(|e| ConfigError(format!("`raft`: {e}")))?,
+            other => {
+                if !crate::protocols::built(other) {
+                    return fail(format!(
+                        "`protocol` = \"{other}\" is not built into this conclaved yet; accepted: {}",
+                        crate::protocols::BUILT.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's member entry.
+    pub fn me(&self) -> &Member {
+        self.members.iter().find(|m| m.id == self.node_id).expect("validated: node_id is a member")
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        NodeId(self.node_id)
+    }
+
+    /// The cluster id: configured, or a hash of the member list so every node agrees.
+    pub fn cluster_id(&self) -> u64 {
+        if self.cluster_id != 0 {
+            return self.cluster_id;
+        }
+        // FNV-1a over the sorted member ids and peer addresses.
+        let mut members: Vec<_> = self.members.iter().map(|m| format!("{}={}", m.id, m.peer)).collect();
+        members.sort();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in members.join(",").bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash
+    }
+}
+
+/// Turns figment's error into one line per problem, naming the key.
+fn describe(error: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for e in error {
+        let key = e.path.join(".");
+        let kind = match &e.kind {
+            figment::error::Kind::UnknownVariant(value, accepted) if key == "protocol" => {
+                format!("unknown protocol \"{value}\"; accepted: {}", accepted.join(", "))
+            }
+            kind => kind.to_string(),
+        };
+        let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+        if key.is_empty() {
+            lines.push(format!("{kind}{source}"));
+        } else {
+            lines.push(format!("`{key}`: {kind}{source}"));
+        }
+    }
+    lines.join("; ")
+}

@@ -1,0 +1,55 @@
+//! From a protocol name to a running node: the one place that knows every protocol crate.
+
+use crate::config::{Config, ProtocolName};
+use anyhow::Context;
+use conclave_core::{Membership, NodeId, Recovered};
+use conclave_kv::KvStore;
+use conclave_node::{Inbound, NodeConfig, NodeHandle, Transport};
+use conclave_storage::FileStore;
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
+
+/// The protocols this build can run.
+pub const BUILT: &[&str] = &["raft"];
+
+pub fn built(protocol: ProtocolName) -> bool {
+    BUILT.contains(&protocol.as_str())
+}
+
+/// Everything a node needs besides its protocol.
+pub struct Parts {
+    pub store: FileStore,
+    pub recovered: Recovered,
+    pub state_machine: Arc<RwLock<KvStore>>,
+    pub transport: Arc<dyn Transport>,
+    pub inbox: mpsc::Receiver<Inbound>,
+}
+
+/// Builds the configured protocol from the recovered state and starts its node thread.
+pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
+    let id = config.node_id();
+    let membership = Membership::new(config.members.iter().map(|m| NodeId(m.id)));
+    // Protocols take their randomness from a seed; in production any seed will do, as long as
+    // nodes differ.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
+        ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut node_config = NodeConfig::new(id);
+    node_config.request_timeout_ms = config.server.request_timeout_ms;
+    node_config.max_proposal_bytes = config.server.max_request_bytes;
+    node_config.max_pending_requests = config.server.max_pending_requests;
+    node_config.snapshot_interval_entries = config.server.snapshot_interval_entries;
+    let Parts { store, recovered, state_machine, transport, inbox } = parts;
+    let handle = match config.protocol {
+        ProtocolName::Raft => {
+            node_config.tick_interval_ms = config.raft.tick_interval_ms;
+            let raft = conclave_raft::Raft::new(id, membership, config.raft.clone(), recovered, seed)
+                .context("cannot start raft from the recovered state")?;
+            conclave_node::spawn(node_config, raft, store, state_machine, transport, inbox)?
+        }
+        other => anyhow::bail!("protocol {other} is not built into this conclaved yet"),
+    };
+    Ok(handle)
+}

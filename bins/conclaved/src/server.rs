@@ -1,0 +1,154 @@
+//! Wires one node together — storage, state machine, protocol, transport, the etcd API, metrics —
+//! and runs it until the shutdown signal, then stops it in order.
+
+use crate::config::Config;
+use crate::http;
+use crate::protocols::{self, Parts};
+use anyhow::Context;
+use conclave_core::{Consensus, NodeId, StateMachine, metrics as names};
+use conclave_kv::KvStore;
+use conclave_storage::{FileStore, FileStoreOptions};
+use conclave_transport::{Faults, GrpcTransport, PeerService, TransportConfig};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// The three listening sockets, bound before anything else starts so that a port clash is
+/// reported at once. Tests bind port 0 and pass them in.
+pub struct Listeners {
+    pub client: TcpListener,
+    pub peer: TcpListener,
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let bind = |name: &'static str, addr| async move {
+            TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {name} = {addr}"))
+        };
+        Ok(Self {
+            client: bind("client_listen", config.client_listen).await?,
+            peer: bind("peer_listen", config.peer_listen).await?,
+            metrics: bind("metrics_listen", config.metrics_listen).await?,
+        })
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+}
+
+/// Binds the configured addresses and runs until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    run_with(config, listeners, shutdown).await
+}
+
+fn install_recorder() -> anyhow::Result<PrometheusHandle> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(names::WAL_FSYNC_DURATION_SECONDS.into()), &names::FSYNC_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &names::LATENCY_BUCKETS)?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("cannot install the metrics recorder")?;
+    conclave_node::metrics::describe();
+    Ok(handle)
+}
+
+/// Runs one node on already-bound listeners.
+pub async fn run_with(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metrics_handle = install_recorder()?;
+    let id = config.node_id();
+    tracing::info!(
+        node = %id, protocol = %config.protocol, client = %listeners.client.local_addr()?,
+        peer = %listeners.peer.local_addr()?, metrics = %listeners.metrics.local_addr()?,
+        data = %config.data_dir.display(), "starting"
+    );
+
+    // Storage first: a corrupt log stops the node before it talks to anyone.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let (store, recovered) = FileStore::open(&config.data_dir, FileStoreOptions::default())
+        .with_context(|| format!("cannot recover the log in {}", config.data_dir.display()))?;
+    let mut kv = KvStore::new();
+    if let Some(snapshot) = &recovered.snapshot {
+        kv.restore(&snapshot.meta, &snapshot.data)
+            .map_err(|e| anyhow::anyhow!("cannot restore the snapshot at index {}: {e}", snapshot.meta.index))?;
+    }
+    tracing::info!(
+        snapshot_index = recovered.snapshot.as_ref().map(|s| s.meta.index).unwrap_or(0),
+        entries = recovered.entries.len(),
+        "recovered"
+    );
+    let state_machine = Arc::new(RwLock::new(kv));
+
+    // Transport.
+    let transport_config = TransportConfig::default();
+    let peers: BTreeMap<NodeId, String> =
+        config.members.iter().map(|m| (NodeId(m.id), m.peer.to_string())).collect();
+    let transport = GrpcTransport::start(id, &peers, &transport_config, Faults::default());
+    let (inbox_tx, inbox) = mpsc::channel(65_536);
+
+    let node = Arc::new(protocols::start(
+        &config,
+        Parts { store, recovered, state_machine: state_machine.clone(), transport: Arc::new(transport), inbox },
+    )?);
+    let consensus: Arc<dyn Consensus> = node.clone();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    // Peer service.
+    let members: BTreeSet<NodeId> = peers.keys().copied().collect();
+    let peer_service = PeerService::new(id, members, inbox_tx).into_server(&transport_config);
+    let peer_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .max_concurrent_streams(transport_config.max_concurrent_streams)
+            .add_service(peer_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.peer), stopped()),
+    );
+
+    // Client API.
+    let etcd = crate::etcd_context(&config, consensus.clone(), state_machine.clone());
+    let client_server = tokio::spawn(conclave_etcd::serve(etcd, listeners.client, stopped()));
+
+    // Metrics and health.
+    let endpoints = http::Endpoints { metrics: metrics_handle, consensus: consensus.clone() };
+    let http_server = tokio::spawn(http::serve(listeners.metrics, endpoints, stopped()));
+
+    shutdown.await;
+    tracing::info!("shutdown requested: draining clients, then stopping the node");
+    let _ = stop_tx.send(true);
+    // Clients first, so that no new request arrives; then the node fails what is still in
+    // flight and syncs its log; then the peer and metrics servers.
+    if let Ok(Err(error)) = client_server.await {
+        tracing::warn!(%error, "client server ended with an error");
+    }
+    node.shutdown().await;
+    let _ = peer_server.await;
+    let _ = http_server.await;
+    tracing::info!("stopped");
+    Ok(())
+}

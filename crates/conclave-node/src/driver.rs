@@ -1,0 +1,280 @@
+//! The node thread's loop: events in, effects out, in the order `Ready` prescribes.
+
+use crate::handle::{Request, Shared};
+use crate::metrics::NodeMetrics;
+use crate::transport::{Inbound, Transport};
+use crate::waiters::Waiters;
+use crate::NodeConfig;
+use conclave_core::proposal::Proposal;
+use conclave_core::{ConsensusError, EntryKind, Protocol, Ready, Role, Snapshot, SnapshotMeta, StateMachine};
+use conclave_storage::{LogStore, StorageError, WriteBatch};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Owns the protocol, the store and the state machine's write side. Runs on its own thread.
+pub(crate) struct Driver<P: Protocol, L: LogStore, S: StateMachine> {
+    pub config: NodeConfig,
+    pub protocol: P,
+    pub store: L,
+    pub state_machine: Arc<RwLock<S>>,
+    pub transport: Arc<dyn Transport>,
+    pub inbox: mpsc::Receiver<Inbound>,
+    pub requests: mpsc::Receiver<Request>,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<NodeMetrics>,
+    pub waiters: Waiters,
+    pub applied: u64,
+    pub last_snapshot_index: u64,
+    pub last_term_applied: u64,
+    pub last_leader: Option<conclave_core::NodeId>,
+}
+
+impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
+    /// Runs until shutdown is requested or storage fails.
+    pub async fn run(mut self) {
+        let tick = Duration::from_millis(self.config.tick_interval_ms);
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop_reply = None;
+        loop {
+            tokio::select! {
+                request = self.requests.recv() => match request {
+                    Some(Request::Shutdown(reply)) => { stop_reply = Some(reply); }
+                    Some(request) => self.on_request(request),
+                    None => break,
+                },
+                Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
+                _ = ticker.tick() => {
+                    self.protocol.tick();
+                    self.waiters.expire(Instant::now(), self.config.request_timeout_ms);
+                    self.export_counters();
+                }
+            }
+            if stop_reply.is_none() {
+                stop_reply = self.drain_queued();
+            }
+            if let Err(error) = self.process_ready() {
+                tracing::error!(%error, "storage failed; stopping the node");
+                self.waiters.fail_all(ConsensusError::Fatal(format!("storage failed: {error}")));
+                self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+                break;
+            }
+            self.publish_status();
+            if stop_reply.is_some() {
+                break;
+            }
+        }
+        self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.waiters.fail_all(ConsensusError::ShuttingDown);
+        if let Err(error) = self.store.sync() {
+            tracing::error!(%error, "final sync failed");
+        }
+        self.publish_status();
+        if let Some(reply) = stop_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Takes every event already queued, up to the batch limit, so one sync covers them all.
+    fn drain_queued(&mut self) -> Option<tokio::sync::oneshot::Sender<()>> {
+        for _ in 0..self.config.max_batch_events {
+            let mut progressed = false;
+            match self.requests.try_recv() {
+                Ok(Request::Shutdown(reply)) => return Some(reply),
+                Ok(request) => {
+                    self.on_request(request);
+                    progressed = true;
+                }
+                Err(_) => {}
+            }
+            if let Ok(inbound) = self.inbox.try_recv() {
+                self.on_inbound(inbound);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        None
+    }
+
+    fn on_request(&mut self, request: Request) {
+        let deadline = Instant::now() + Duration::from_millis(self.config.request_timeout_ms);
+        match request {
+            Request::Propose { id, command, reply } => {
+                self.waiters.add_proposal(id, deadline, reply);
+                let data = Proposal { origin: self.config.id, request: id, command }.encode();
+                self.protocol.propose(id, data);
+            }
+            Request::Read { id, reply } => {
+                self.waiters.add_read(id, deadline, reply);
+                self.protocol.read(id);
+            }
+            Request::Shutdown(_) => unreachable!("shutdown is handled by the loop"),
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        match postcard::from_bytes::<P::Message>(&inbound.payload) {
+            Ok(msg) => {
+                let kind = self.protocol.message_kind(&msg);
+                self.metrics.peer_message(inbound.from.0, kind, false, inbound.payload.len());
+                self.protocol.step(inbound.from, msg);
+            }
+            Err(error) => {
+                tracing::warn!(from = %inbound.from, %error, len = inbound.payload.len(), "dropping undecodable peer message");
+            }
+        }
+    }
+
+    /// Carries out every pending `Ready`, in order.
+    fn process_ready(&mut self) -> Result<(), StorageError> {
+        while self.protocol.has_ready() {
+            let ready = self.protocol.ready();
+            self.handle_ready(ready)?;
+        }
+        Ok(())
+    }
+
+    fn handle_ready(&mut self, ready: Ready<P::Message>) -> Result<(), StorageError> {
+        // 1. Persistence: a snapshot from a peer replaces the state machine, then everything
+        //    this Ready asks to store is written and synced before any message leaves.
+        if let Some(snapshot) = &ready.snapshot {
+            let mut sm = self.state_machine.write().expect("state machine lock poisoned");
+            if let Err(error) = sm.restore(&snapshot.meta, &snapshot.data) {
+                return Err(StorageError::Corrupt {
+                    file: "snapshot from peer".into(),
+                    offset: 0,
+                    reason: error,
+                });
+            }
+            self.applied = snapshot.meta.index;
+            self.last_snapshot_index = snapshot.meta.index;
+            self.last_term_applied = snapshot.meta.term;
+        }
+        if ready.must_sync() || ready.compact_to.is_some() {
+            self.store.write(&WriteBatch {
+                snapshot: ready.snapshot.as_ref(),
+                hard_state: ready.hard_state.as_deref(),
+                entries: &ready.entries,
+                compact_to: ready.compact_to,
+            })?;
+        }
+        if ready.must_sync() {
+            let started = Instant::now();
+            self.store.sync()?;
+            self.metrics.fsync_duration.record(started.elapsed().as_secs_f64());
+            self.metrics.fsyncs.increment(1);
+        }
+        // 2. Messages.
+        for envelope in ready.messages {
+            let kind = self.protocol.message_kind(&envelope.msg);
+            match postcard::to_allocvec(&envelope.msg) {
+                Ok(bytes) => {
+                    self.metrics.peer_message(envelope.to.0, kind, true, bytes.len());
+                    self.transport.send(envelope.to, bytes.into());
+                }
+                Err(error) => tracing::error!(%error, kind, "cannot encode a protocol message"),
+            }
+        }
+        // 3. Apply.
+        if !ready.committed.is_empty() {
+            self.apply(&ready.committed);
+        }
+        // 4. Answers.
+        for read in ready.reads {
+            self.waiters.read_ready(read.request, read.index);
+        }
+        for rejection in ready.rejected {
+            self.metrics.rejected.increment(1);
+            self.waiters.fail(rejection.request, rejection.error);
+        }
+        self.waiters.applied(self.applied);
+        self.maybe_snapshot()
+    }
+
+    fn apply(&mut self, committed: &[conclave_core::Entry]) {
+        let mut sm = self.state_machine.write().expect("state machine lock poisoned");
+        for entry in committed {
+            if entry.index <= self.applied {
+                // Already covered by a snapshot restored in this same batch.
+                continue;
+            }
+            let proposal = match entry.kind {
+                EntryKind::Command => Proposal::decode(&entry.data),
+                EntryKind::Noop | EntryKind::Membership => None,
+            };
+            match proposal {
+                Some(proposal) => {
+                    let output = sm.apply(entry.index, Some(&proposal.command));
+                    if proposal.origin == self.config.id {
+                        self.waiters.complete_proposal(proposal.request, Ok(output));
+                    }
+                }
+                None => {
+                    if entry.kind == EntryKind::Command {
+                        tracing::warn!(index = entry.index, "committed command without a header; applied as a no-op");
+                    }
+                    sm.apply(entry.index, None);
+                }
+            }
+            self.applied = entry.index;
+            self.last_term_applied = entry.term;
+        }
+        drop(sm);
+        self.shared.applied.store(self.applied, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Takes a snapshot every `snapshot_interval_entries` applied entries, so the log stays short.
+    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+        let interval = self.config.snapshot_interval_entries;
+        if interval == 0 || self.applied < self.last_snapshot_index + interval {
+            return Ok(());
+        }
+        let data = self.state_machine.read().expect("state machine lock poisoned").snapshot();
+        let status = self.protocol.status();
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: self.applied,
+                term: self.last_term_applied,
+                membership: conclave_core::Membership::new(status.members),
+            },
+            data,
+        };
+        self.store.write(&WriteBatch {
+            snapshot: Some(&snapshot),
+            hard_state: None,
+            entries: &[],
+            compact_to: None,
+        })?;
+        self.store.sync()?;
+        self.last_snapshot_index = self.applied;
+        self.protocol.snapshot_taken(snapshot);
+        Ok(())
+    }
+
+    fn publish_status(&mut self) {
+        let mut status = self.protocol.status();
+        status.applied_index = self.applied;
+        let m = &self.metrics;
+        m.is_leader.set(if status.role == Role::Leader { 1.0 } else { 0.0 });
+        m.has_leader.set(if status.leader.is_some() { 1.0 } else { 0.0 });
+        if status.leader != self.last_leader && status.leader.is_some() {
+            m.leader_changes.increment(1);
+        }
+        self.last_leader = status.leader;
+        m.term.set(status.term as f64);
+        m.commit_index.set(status.commit_index as f64);
+        m.applied_index.set(status.applied_index as f64);
+        m.members.set(status.members.len() as f64);
+        m.pending.set(self.waiters.pending() as f64);
+        *self.shared.status.lock().expect("status lock poisoned") = status;
+    }
+
+    fn export_counters(&self) {
+        for (name, value) in self.protocol.counters() {
+            self.metrics.protocol_value(name, value);
+        }
+    }
+}

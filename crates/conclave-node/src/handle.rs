@@ -1,0 +1,229 @@
+//! [`NodeHandle`]: the `Consensus` face of a node thread, and [`spawn`], which starts one.
+
+use crate::driver::Driver;
+use crate::metrics::NodeMetrics;
+use crate::transport::{Inbound, Transport};
+use crate::waiters::{ProposalReply, ReadReply, Waiters};
+use crate::{NodeConfig, NodeConfigError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use conclave_core::{
+    Consensus, ConsensusError, Guarantees, Protocol, ReadConsistency, RequestId, Result, StateMachine,
+    Status,
+};
+use conclave_storage::LogStore;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a handle asks of the node thread.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Propose { id: RequestId, command: Bytes, reply: ProposalReply },
+    Read { id: RequestId, reply: ReadReply },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// State the node thread publishes for handles to read without a round trip.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub status: Mutex<Status>,
+    pub applied: AtomicU64,
+    pub closed: AtomicBool,
+}
+
+/// A running node. Cheap to share behind an `Arc`; implements [`Consensus`].
+#[derive(Debug)]
+pub struct NodeHandle {
+    requests: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+    metrics: Arc<NodeMetrics>,
+    guarantees: Guarantees,
+    protocol: &'static str,
+    next_request: AtomicU64,
+    config: NodeConfig,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Starts a node thread that runs `protocol` with `store`, applying to `state_machine` (already
+/// restored from the recovered snapshot, if any) and talking to peers through `transport`.
+pub fn spawn<P, L, S>(
+    config: NodeConfig,
+    protocol: P,
+    store: L,
+    state_machine: Arc<RwLock<S>>,
+    transport: Arc<dyn Transport>,
+    inbox: mpsc::Receiver<Inbound>,
+) -> std::result::Result<NodeHandle, NodeConfigError>
+where
+    P: Protocol,
+    L: LogStore,
+    S: StateMachine,
+{
+    config.validate()?;
+    let name = protocol.name();
+    let guarantees = protocol.guarantees();
+    let applied = state_machine.read().expect("state machine lock poisoned").applied_index();
+    let mut status = protocol.status();
+    status.applied_index = applied;
+    let shared = Arc::new(Shared {
+        status: Mutex::new(status),
+        applied: AtomicU64::new(applied),
+        closed: AtomicBool::new(false),
+    });
+    let metrics = Arc::new(NodeMetrics::new(name));
+    let (requests_tx, requests_rx) = mpsc::channel(config.max_pending_requests);
+    let driver = Driver {
+        config: config.clone(),
+        protocol,
+        store,
+        state_machine,
+        transport,
+        inbox,
+        requests: requests_rx,
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+        waiters: Waiters::default(),
+        applied,
+        last_snapshot_index: applied,
+        last_term_applied: 0,
+        last_leader: None,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("conclave-node-{}", config.id))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("cannot build the node thread's runtime");
+            runtime.block_on(driver.run());
+        })
+        .expect("cannot spawn the node thread");
+    // Request ids must not repeat across restarts: entries proposed by an earlier incarnation
+    // may still be applied after this one starts, and must not answer its callers.
+    let first_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        .max(1);
+    Ok(NodeHandle {
+        requests: requests_tx,
+        shared,
+        metrics,
+        guarantees,
+        protocol: name,
+        next_request: AtomicU64::new(first_id),
+        config,
+        thread: Mutex::new(Some(thread)),
+    })
+}
+
+impl NodeHandle {
+    fn next_id(&self) -> RequestId {
+        RequestId(self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn timeout(&self) -> Duration {
+        // The node thread fails requests at the deadline; this outer bound only covers a thread
+        // that stopped answering altogether.
+        Duration::from_millis(self.config.request_timeout_ms + 1_000)
+    }
+
+    async fn submit(&self, request: Request) -> Result<()> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(ConsensusError::ShuttingDown);
+        }
+        self.requests.try_send(request).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => ConsensusError::Unavailable(format!(
+                "too many pending requests (limit {})",
+                self.config.max_pending_requests
+            )),
+            mpsc::error::TrySendError::Closed(_) => ConsensusError::ShuttingDown,
+        })
+    }
+
+    /// The protocol this node runs.
+    pub fn protocol(&self) -> &'static str {
+        self.protocol
+    }
+}
+
+#[async_trait]
+impl Consensus for NodeHandle {
+    async fn propose(&self, command: Bytes) -> Result<Bytes> {
+        if command.len() > self.config.max_proposal_bytes {
+            self.metrics.rejected.increment(1);
+            return Err(ConsensusError::TooLarge {
+                size: command.len(),
+                limit: self.config.max_proposal_bytes,
+            });
+        }
+        let started = Instant::now();
+        let (reply, answer) = oneshot::channel();
+        self.submit(Request::Propose { id: self.next_id(), command, reply }).await?;
+        let result = match tokio::time::timeout(self.timeout(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ConsensusError::ShuttingDown),
+            Err(_) => Err(ConsensusError::Timeout(self.config.request_timeout_ms)),
+        };
+        match &result {
+            Ok(_) => {
+                self.metrics.committed.increment(1);
+                self.metrics.proposal_duration.record(started.elapsed().as_secs_f64());
+            }
+            Err(error) if error.is_retryable() && !matches!(error, ConsensusError::Timeout(_)) => {}
+            Err(_) => self.metrics.failed.increment(1),
+        }
+        result
+    }
+
+    async fn read_barrier(&self, consistency: ReadConsistency) -> Result<u64> {
+        let started = Instant::now();
+        if consistency == ReadConsistency::Local {
+            if self.shared.closed.load(Ordering::SeqCst) {
+                return Err(ConsensusError::ShuttingDown);
+            }
+            self.metrics.read_local.record(started.elapsed().as_secs_f64());
+            return Ok(self.shared.applied.load(Ordering::Acquire));
+        }
+        if !self.guarantees.linearizable_reads {
+            return Err(ConsensusError::Unsupported {
+                protocol: self.protocol,
+                what: "linearizable reads".into(),
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.submit(Request::Read { id: self.next_id(), reply }).await?;
+        let result = match tokio::time::timeout(self.timeout(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ConsensusError::ShuttingDown),
+            Err(_) => Err(ConsensusError::Timeout(self.config.request_timeout_ms)),
+        };
+        if result.is_ok() {
+            self.metrics.read_linearizable.record(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    fn status(&self) -> Status {
+        let mut status = self.shared.status.lock().expect("status lock poisoned").clone();
+        status.applied_index = self.shared.applied.load(Ordering::Acquire);
+        status
+    }
+
+    fn guarantees(&self) -> Guarantees {
+        self.guarantees
+    }
+
+    async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.requests.send(Request::Shutdown(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+        let thread = self.thread.lock().expect("thread lock poisoned").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Limits and timings of the peer transport.
+
+/// How the transport batches, bounds and reconnects.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// Payloads queued per peer before new ones are dropped.
+    pub queue_capacity: usize,
+    /// The most payloads in one batch.
+    pub max_batch_messages: usize,
+    /// The largest encoded batch, in bytes; also the receiver's decode limit.
+    pub max_message_bytes: usize,
+    /// The largest single payload accepted for sending.
+    pub max_payload_bytes: usize,
+    pub connect_timeout_ms: u64,
+    pub reconnect_backoff_ms_min: u64,
+    pub reconnect_backoff_ms_max: u64,
+    /// Concurrent inbound streams per connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 8_192,
+            max_batch_messages: 512,
+            max_message_bytes: 64 * 1024 * 1024,
+            max_payload_bytes: 32 * 1024 * 1024,
+            connect_timeout_ms: 1_000,
+            reconnect_backoff_ms_min: 50,
+            reconnect_backoff_ms_max: 2_000,
+            max_concurrent_streams: 64,
+        }
+    }
+}
+
+/// A transport setting out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid transport.{field} = {value}: expected {accepted}")]
+pub struct TransportConfigError {
+    pub field: &'static str,
+    pub value: u64,
+    pub accepted: &'static str,
+}
+
+impl TransportConfig {
+    pub fn validate(&self) -> Result<(), TransportConfigError> {
+        let positive = [
+            ("queue_capacity", self.queue_capacity as u64),
+            ("max_batch_messages", self.max_batch_messages as u64),
+            ("max_message_bytes", self.max_message_bytes as u64),
+            ("max_payload_bytes", self.max_payload_bytes as u64),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("reconnect_backoff_ms_min", self.reconnect_backoff_ms_min),
+            ("max_concurrent_streams", u64::from(self.max_concurrent_streams)),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(TransportConfigError { field, value, accepted: "a positive number" });
+            }
+        }
+        if self.reconnect_backoff_ms_max < self.reconnect_backoff_ms_min {
+            return Err(TransportConfigError {
+                field: "reconnect_backoff_ms_max",
+                value: self.reconnect_backoff_ms_max,
+                accepted: "at least reconnect_backoff_ms_min",
+            });
+        }
+        if self.max_payload_bytes > self.max_message_bytes {
+            return Err(TransportConfigError {
+                field: "max_payload_bytes",
+                value: self.max_payload_bytes as u64,
+                accepted: "at most max_message_bytes",
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! The sending side: a bounded queue and a streaming task per peer.
+
+use crate::pb::Batch;
+use crate::pb::peer_client::PeerClient;
+use crate::{Faults, TransportConfig};
+use bytes::Bytes;
+use conclave_core::NodeId;
+use conclave_node::Transport;
+use metrics::{Counter, counter};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+/// Sends protocol payloads to peers over one long-lived gRPC stream each.
+pub struct GrpcTransport {
+    queues: BTreeMap<NodeId, mpsc::Sender<Bytes>>,
+    faults: Faults,
+    max_payload_bytes: usize,
+    dropped: Counter,
+}
+
+impl fmt::Debug for GrpcTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcTransport").field("peers", &self.queues.keys()).finish_non_exhaustive()
+    }
+}
+
+impl GrpcTransport {
+    /// Starts one sender task per peer (`id → host:port`) on the current tokio runtime.
+    /// Connections are made lazily and retried forever with backoff.
+    pub fn start(
+        me: NodeId,
+        peers: &BTreeMap<NodeId, String>,
+        config: &TransportConfig,
+        faults: Faults,
+    ) -> Self {
+        let mut queues = BTreeMap::new();
+        for (&peer, address) in peers {
+            if peer == me {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(config.queue_capacity);
+            queues.insert(peer, tx);
+            let link = Link {
+                me,
+                peer,
+                address: address.clone(),
+                config: config.clone(),
+                faults: faults.clone(),
+            };
+            tokio::spawn(link.run(rx));
+        }
+        Self {
+            queues,
+            faults,
+            max_payload_bytes: config.max_payload_bytes,
+            dropped: counter!("conclave_peer_messages_dropped_total"),
+        }
+    }
+
+    /// The fault hooks of this node's outgoing links.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn send(&self, to: NodeId, payload: Bytes) {
+        if payload.len() > self.max_payload_bytes {
+            tracing::error!(%to, len = payload.len(), limit = self.max_payload_bytes, "payload over the transport limit; dropped");
+            self.dropped.increment(1);
+            return;
+        }
+        if self.faults.get(to).drop {
+            return;
+        }
+        let Some(queue) = self.queues.get(&to) else {
+            tracing::warn!(%to, "no such peer; payload dropped");
+            return;
+        };
+        if queue.try_send(payload).is_err() {
+            self.dropped.increment(1);
+        }
+    }
+}
+
+/// One outgoing link and its reconnect loop.
+struct Link {
+    me: NodeId,
+    peer: NodeId,
+    address: String,
+    config: TransportConfig,
+    faults: Faults,
+}
+
+impl Link {
+    async fn run(self, mut queue: mpsc::Receiver<Bytes>) {
+        let min = Duration::from_millis(self.config.reconnect_backoff_ms_min);
+        let max = Duration::from_millis(self.config.reconnect_backoff_ms_max);
+        let mut backoff = min;
+        loop {
+            match self.connect().await {
+                Ok(client) => {
+                    backoff = min;
+                    tracing::debug!(peer = %self.peer, address = %self.address, "peer stream open");
+                    if !self.pump(client, &mut queue).await {
+                        return;
+                    }
+                    tracing::debug!(peer = %self.peer, "peer stream closed; reconnecting");
+                }
+                Err(error) => {
+                    tracing::trace!(peer = %self.peer, %error, "cannot connect to peer");
+                }
+            }
+            // Drain what queued while disconnected: stale protocol messages are worth less
+            // than fresh ones, and the protocols retransmit what matters.
+            while queue.try_recv().is_ok() {}
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(max);
+        }
+    }
+
+    async fn connect(&self) -> Result<PeerClient<tonic::transport::Channel>, tonic::transport::Error> {
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.address))?
+            .connect_timeout(Duration::from_millis(self.config.connect_timeout_ms))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10));
+        let channel = endpoint.connect().await?;
+        Ok(PeerClient::new(channel)
+            .max_encoding_message_size(self.config.max_message_bytes)
+            .max_decoding_message_size(self.config.max_message_bytes))
+    }
+
+    /// Streams batches until the call breaks (returns true) or the node is gone (false).
+    async fn pump(
+        &self,
+        mut client: PeerClient<tonic::transport::Channel>,
+        queue: &mut mpsc::Receiver<Bytes>,
+    ) -> bool {
+        let (batches, stream) = mpsc::channel::<Batch>(4);
+        let call = client.stream(ReceiverStream::new(stream));
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                result = &mut call => {
+                    if let Err(status) = result {
+                        tracing::debug!(peer = %self.peer, %status, "peer stream ended");
+                    }
+                    return true;
+                }
+                first = queue.recv() => {
+                    let Some(first) = first else { return false };
+                    let batch = self.batch(first, queue);
+                    let delay = self.faults.get(self.peer).delay;
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if batches.send(batch).await.is_err() {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gathers whatever else is already queued into one batch, within the limits.
+    fn batch(&self, first: Bytes, queue: &mut mpsc::Receiver<Bytes>) -> Batch {
+        let mut size = first.len();
+        let mut payloads = vec![first];
+        while payloads.len() < self.config.max_batch_messages {
+            match queue.try_recv() {
+                Ok(next) if size + next.len() <= self.config.max_message_bytes / 2 => {
+                    size += next.len();
+                    payloads.push(next);
+                }
+                Ok(next) => {
+                    // Too big for this batch; it leads the next one.
+                    payloads.push(next);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Batch { from: self.me.0, to: self.peer.0, payloads }
+    }
+}
