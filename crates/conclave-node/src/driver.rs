@@ -1,12 +1,14 @@
 //! The node thread's loop: events in, effects out, in the order `Ready` prescribes.
 
+use crate::NodeConfig;
 use crate::handle::{Request, Shared};
 use crate::metrics::NodeMetrics;
 use crate::transport::{Inbound, Transport};
 use crate::waiters::Waiters;
-use crate::NodeConfig;
 use conclave_core::proposal::Proposal;
-use conclave_core::{ConsensusError, EntryKind, Protocol, Ready, Role, Snapshot, SnapshotMeta, StateMachine};
+use conclave_core::{
+    ConsensusError, EntryKind, Protocol, Ready, Role, Snapshot, SnapshotMeta, StateMachine,
+};
 use conclave_storage::{LogStore, StorageError, WriteBatch};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -214,7 +216,10 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
                 }
                 None => {
                     if entry.kind == EntryKind::Command {
-                        tracing::warn!(index = entry.index, "committed command without a header; applied as a no-op");
+                        tracing::warn!(
+                            index = entry.index,
+                            "committed command without a header; applied as a no-op"
+                        );
                     }
                     sm.apply(entry.index, None);
                 }

@@ -8,8 +8,8 @@ use crate::{NodeConfig, NodeConfigError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use conclave_core::{
-    Consensus, ConsensusError, Guarantees, Protocol, ReadConsistency, RequestId, Result, StateMachine,
-    Status,
+    Consensus, ConsensusError, Guarantees, Protocol, ReadConsistency, RequestId, Result,
+    StateMachine, Status,
 };
 use conclave_storage::LogStore;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

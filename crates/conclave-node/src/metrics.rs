@@ -4,7 +4,10 @@
 //! With no recorder installed (tests, the simulator) every handle is a no-op.
 
 use conclave_core::metrics as names;
-use metrics::{Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -15,17 +18,46 @@ pub fn describe() {
     describe_gauge!(names::HAS_LEADER, "1 if this node knows a leader, else 0");
     describe_counter!(names::LEADER_CHANGES_TOTAL, "Leader changes seen by this node");
     describe_gauge!(names::TERM, "Raft term, Paxos ballot round or Totem ring sequence");
-    describe_counter!(names::PROPOSALS_TOTAL, "Client proposals by outcome: committed, failed (timed out or stopped), rejected");
-    describe_gauge!(names::PROPOSALS_PENDING, "Proposals accepted by this node and not yet answered");
-    describe_histogram!(names::PROPOSAL_DURATION_SECONDS, metrics::Unit::Seconds, "Time from proposal to applied");
-    describe_histogram!(names::READ_DURATION_SECONDS, metrics::Unit::Seconds, "Time to obtain a read barrier, by consistency");
+    describe_counter!(
+        names::PROPOSALS_TOTAL,
+        "Client proposals by outcome: committed, failed (timed out or stopped), rejected"
+    );
+    describe_gauge!(
+        names::PROPOSALS_PENDING,
+        "Proposals accepted by this node and not yet answered"
+    );
+    describe_histogram!(
+        names::PROPOSAL_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from proposal to applied"
+    );
+    describe_histogram!(
+        names::READ_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to obtain a read barrier, by consistency"
+    );
     describe_gauge!(names::COMMIT_INDEX, "Highest index known committed");
     describe_gauge!(names::APPLIED_INDEX, "Highest index applied to the state machine");
     describe_counter!(names::PEER_MESSAGES_SENT_TOTAL, "Protocol messages sent, by peer and kind");
-    describe_counter!(names::PEER_MESSAGES_RECEIVED_TOTAL, "Protocol messages received, by peer and kind");
-    describe_counter!(names::PEER_BYTES_SENT_TOTAL, metrics::Unit::Bytes, "Encoded protocol message bytes sent, by peer");
-    describe_counter!(names::PEER_BYTES_RECEIVED_TOTAL, metrics::Unit::Bytes, "Encoded protocol message bytes received, by peer");
-    describe_histogram!(names::WAL_FSYNC_DURATION_SECONDS, metrics::Unit::Seconds, "Latency of one WAL fdatasync");
+    describe_counter!(
+        names::PEER_MESSAGES_RECEIVED_TOTAL,
+        "Protocol messages received, by peer and kind"
+    );
+    describe_counter!(
+        names::PEER_BYTES_SENT_TOTAL,
+        metrics::Unit::Bytes,
+        "Encoded protocol message bytes sent, by peer"
+    );
+    describe_counter!(
+        names::PEER_BYTES_RECEIVED_TOTAL,
+        metrics::Unit::Bytes,
+        "Encoded protocol message bytes received, by peer"
+    );
+    describe_histogram!(
+        names::WAL_FSYNC_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Latency of one WAL fdatasync"
+    );
     describe_counter!(names::WAL_FSYNCS_TOTAL, "WAL fdatasync calls");
     describe_gauge!(names::MEMBERS, "Members in this node's view of the cluster");
 }
@@ -65,7 +97,8 @@ enum Series {
 impl NodeMetrics {
     pub fn new(protocol: &'static str) -> Self {
         let p = ("protocol", protocol);
-        gauge!(names::BUILD_INFO, "protocol" => protocol, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        gauge!(names::BUILD_INFO, "protocol" => protocol, "version" => env!("CARGO_PKG_VERSION"))
+            .set(1.0);
         Self {
             protocol,
             is_leader: gauge!(names::IS_LEADER, &[p]),
@@ -97,7 +130,11 @@ impl NodeMetrics {
         peers
             .entry((peer, kind, sent))
             .or_insert_with(|| {
-                let name = if sent { names::PEER_MESSAGES_SENT_TOTAL } else { names::PEER_MESSAGES_RECEIVED_TOTAL };
+                let name = if sent {
+                    names::PEER_MESSAGES_SENT_TOTAL
+                } else {
+                    names::PEER_MESSAGES_RECEIVED_TOTAL
+                };
                 counter!(name, "protocol" => protocol, "peer" => peer.to_string(), "kind" => kind)
             })
             .increment(1);
@@ -106,7 +143,11 @@ impl NodeMetrics {
         peer_bytes
             .entry((peer, sent))
             .or_insert_with(|| {
-                let name = if sent { names::PEER_BYTES_SENT_TOTAL } else { names::PEER_BYTES_RECEIVED_TOTAL };
+                let name = if sent {
+                    names::PEER_BYTES_SENT_TOTAL
+                } else {
+                    names::PEER_BYTES_RECEIVED_TOTAL
+                };
                 counter!(name, "protocol" => protocol, "peer" => peer.to_string())
             })
             .increment(bytes as u64);

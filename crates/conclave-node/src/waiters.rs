@@ -29,7 +29,9 @@ impl Waiters {
     }
 
     pub fn pending(&self) -> usize {
-        self.proposals.len() + self.reads.len() + self.ready_reads.values().map(Vec::len).sum::<usize>()
+        self.proposals.len()
+            + self.reads.len()
+            + self.ready_reads.values().map(Vec::len).sum::<usize>()
     }
 
     /// Answers a proposal, if its caller is still waiting here.

@@ -123,7 +123,9 @@ impl Link {
         }
     }
 
-    async fn connect(&self) -> Result<PeerClient<tonic::transport::Channel>, tonic::transport::Error> {
+    async fn connect(
+        &self,
+    ) -> Result<PeerClient<tonic::transport::Channel>, tonic::transport::Error> {
         let endpoint = Endpoint::from_shared(format!("http://{}", self.address))?
             .connect_timeout(Duration::from_millis(self.config.connect_timeout_ms))
             .tcp_nodelay(true)

@@ -6,7 +6,7 @@ use crate::pb::{Ack, Batch};
 use conclave_core::NodeId;
 use conclave_node::Inbound;
 use std::collections::BTreeSet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 /// Accepts peer streams and hands their payloads to the node's inbox.
@@ -15,12 +15,21 @@ pub struct PeerService {
     me: NodeId,
     members: BTreeSet<NodeId>,
     inbox: mpsc::Sender<Inbound>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl PeerService {
     /// `members` are the node ids allowed to send; anything else is refused.
     pub fn new(me: NodeId, members: BTreeSet<NodeId>, inbox: mpsc::Sender<Inbound>) -> Self {
-        Self { me, members, inbox }
+        let (_, stopping) = watch::channel(false);
+        Self { me, members, inbox, stopping }
+    }
+
+    /// Ends every open stream once `stopping` turns true. Peer streams live as long as the
+    /// connection, so a graceful server shutdown would otherwise wait for them forever.
+    pub fn with_shutdown(mut self, stopping: watch::Receiver<bool>) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// The tonic service, with the decode limit from `config`.
@@ -39,7 +48,10 @@ impl PeerService {
         }
         let from = NodeId(batch.from);
         if !self.members.contains(&from) || from == self.me {
-            return Err(Status::permission_denied(format!("node {from} is not a peer of node {}", self.me)));
+            return Err(Status::permission_denied(format!(
+                "node {from} is not a peer of node {}",
+                self.me
+            )));
         }
         Ok(from)
     }
@@ -49,7 +61,15 @@ impl PeerService {
 impl Peer for PeerService {
     async fn stream(&self, request: Request<Streaming<Batch>>) -> Result<Response<Ack>, Status> {
         let mut stream = request.into_inner();
-        while let Some(batch) = stream.message().await? {
+        let mut stopping = self.stopping.clone();
+        loop {
+            let batch = tokio::select! {
+                batch = stream.message() => batch?,
+                _ = stopping.wait_for(|stop| *stop) => {
+                    return Err(Status::unavailable("node is shutting down"));
+                }
+            };
+            let Some(batch) = batch else { break };
             let from = self.check(&batch)?;
             for payload in batch.payloads {
                 if self.inbox.send(Inbound { from, payload }).await.is_err() {
