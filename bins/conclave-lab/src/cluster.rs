@@ -31,7 +31,12 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
-    pub fn new(protocol: &str, nodes: usize, binary: impl Into<PathBuf>, data_root: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        protocol: &str,
+        nodes: usize,
+        binary: impl Into<PathBuf>,
+        data_root: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             protocol: protocol.into(),
             nodes,
@@ -71,7 +76,8 @@ impl NodeProcess {
 
     fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         let pid = self.pid().with_context(|| format!("node {} is not running", self.id))?;
-        kill(Pid::from_raw(pid as i32), signal).with_context(|| format!("cannot send {signal} to node {}", self.id))
+        kill(Pid::from_raw(pid as i32), signal)
+            .with_context(|| format!("cannot send {signal} to node {}", self.id))
     }
 }
 
@@ -239,13 +245,10 @@ impl Cluster {
     /// Stops every node gracefully.
     pub fn stop_all(&mut self, grace: Duration) -> anyhow::Result<()> {
         let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
-        for id in &ids {
-            if let Some(node) = self.nodes.iter().find(|n| n.id == *id) {
-                if let Some(pid) = node.pid() {
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                }
-            }
+        // Signal everyone first, so the nodes stop in parallel.
+        for pid in self.nodes.iter().filter_map(NodeProcess::pid) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
         let mut failures = Vec::new();
         for id in ids {
@@ -264,12 +267,16 @@ impl Cluster {
                 if !node.is_running() {
                     continue;
                 }
-                if crate::client::put(&node.client.to_string(), "conclave-lab/ready", "1").await.is_ok() {
+                if crate::client::put(&node.client.to_string(), "conclave-lab/ready", "1")
+                    .await
+                    .is_ok()
+                {
                     return Ok(());
                 }
             }
             if Instant::now() >= deadline {
-                let logs = self.nodes.iter().map(|n| n.log_path.display().to_string()).collect::<Vec<_>>();
+                let logs =
+                    self.nodes.iter().map(|n| n.log_path.display().to_string()).collect::<Vec<_>>();
                 bail!("cluster not ready within {timeout:?}; see logs: {}", logs.join(", "));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -4,5 +4,5 @@
 //! [`cluster::Cluster`] is shared by the `up` command and by the end-to-end tests of the
 //! server, so that what the tests exercise is exactly what users start.
 
-pub mod cluster;
 pub mod client;
+pub mod cluster;

@@ -48,8 +48,10 @@ enum Cmd {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 20s, 500ms or 2m"))?;
+    let (number, unit) =
+        text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
+    let value: f64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration like 20s, 500ms or 2m"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" | "" => value,
@@ -87,9 +89,11 @@ async fn up(
     log_level: String,
     ready_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let data_root = data_dir.unwrap_or_else(|| PathBuf::from("lab-data").join(format!("up-{protocol}")));
+    let data_root =
+        data_dir.unwrap_or_else(|| PathBuf::from("lab-data").join(format!("up-{protocol}")));
     if !reuse && data_root.exists() {
-        std::fs::remove_dir_all(&data_root).with_context(|| format!("cannot empty {}", data_root.display()))?;
+        std::fs::remove_dir_all(&data_root)
+            .with_context(|| format!("cannot empty {}", data_root.display()))?;
     }
     let exe = std::env::current_exe().context("cannot find the lab's own executable")?;
     let mut spec = ClusterSpec::new(&protocol, nodes, exe, &data_root);

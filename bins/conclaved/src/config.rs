@@ -50,19 +50,22 @@ pub struct Member {
 
 impl Member {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let expected = "expected ID=PEER_HOST:PORT,CLIENT_HOST:PORT, e.g. 1=127.0.0.1:2380,127.0.0.1:2379";
-        let (id, addresses) = text.split_once('=').ok_or_else(|| format!("`{text}`: {expected}"))?;
+        let expected =
+            "expected ID=PEER_HOST:PORT,CLIENT_HOST:PORT, e.g. 1=127.0.0.1:2380,127.0.0.1:2379";
+        let (id, addresses) =
+            text.split_once('=').ok_or_else(|| format!("`{text}`: {expected}"))?;
         let (peer, client) =
             addresses.split_once(',').ok_or_else(|| format!("`{text}`: {expected}"))?;
-        let id = id.trim().parse::<u64>().map_err(|_| format!("`{text}`: member id `{id}` is not a number"))?;
-        let peer = peer
+        let id = id
             .trim()
-            .parse()
-            .map_err(|_| format!("`{text}`: peer address `{peer}` is not HOST:PORT with an IP address"))?;
-        let client = client
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{text}`: client address `{client}` is not HOST:PORT with an IP address"))?;
+            .parse::<u64>()
+            .map_err(|_| format!("`{text}`: member id `{id}` is not a number"))?;
+        let peer = peer.trim().parse().map_err(|_| {
+            format!("`{text}`: peer address `{peer}` is not HOST:PORT with an IP address")
+        })?;
+        let client = client.trim().parse().map_err(|_| {
+            format!("`{text}`: client address `{client}` is not HOST:PORT with an IP address")
+        })?;
         Ok(Self { id, peer, client })
     }
 }
@@ -130,10 +133,13 @@ pub struct Config {
     /// Where the WAL and snapshots live.
     pub data_dir: PathBuf,
     /// etcd v3 gRPC for clients.
+    #[serde(deserialize_with = "address")]
     pub client_listen: SocketAddr,
     /// Peer traffic.
+    #[serde(deserialize_with = "address")]
     pub peer_listen: SocketAddr,
     /// `/metrics` and `/health`.
+    #[serde(deserialize_with = "address")]
     pub metrics_listen: SocketAddr,
     /// Every member of the cluster, this node included.
     pub members: Vec<Member>,
@@ -172,12 +178,18 @@ pub struct ConfigError(pub String);
 impl Config {
     /// Merges defaults, the file (if given or `conclave.toml` exists), the environment and the
     /// flags, then validates.
-    pub fn load(file: Option<&std::path::Path>, flags: &crate::cli::Flags) -> Result<Self, ConfigError> {
+    pub fn load(
+        file: Option<&std::path::Path>,
+        flags: &crate::cli::Flags,
+    ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
                 if !path.exists() {
-                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
                 }
                 figment = figment.merge(Toml::file(path));
             }
@@ -219,7 +231,9 @@ impl Config {
         for (i, (a, addr_a)) in listens.iter().enumerate() {
             for (b, addr_b) in &listens[i + 1..] {
                 if addr_a == addr_b && addr_a.port() != 0 {
-                    return fail(format!("`{a}` and `{b}` are both {addr_a}; each needs its own port"));
+                    return fail(format!(
+                        "`{a}` and `{b}` are both {addr_a}; each needs its own port"
+                    ));
                 }
             }
         }
@@ -228,16 +242,24 @@ impl Config {
         }
         let s = &self.server;
         if s.request_timeout_ms == 0 {
-            return fail("`server.request_timeout_ms` = 0: expected a positive number of milliseconds".into());
+            return fail(
+                "`server.request_timeout_ms` = 0: expected a positive number of milliseconds"
+                    .into(),
+            );
         }
         if s.max_request_bytes < 1024 {
-            return fail(format!("`server.max_request_bytes` = {}: expected at least 1024", s.max_request_bytes));
+            return fail(format!(
+                "`server.max_request_bytes` = {}: expected at least 1024",
+                s.max_request_bytes
+            ));
         }
         if s.max_pending_requests == 0 {
             return fail("`server.max_pending_requests` = 0: expected a positive number".into());
         }
         match self.protocol {
-            ProtocolName::Raft => self.raft.validate().map_err(|e| ConfigError(format!("`raft`: {e}")))?,
+            ProtocolName::Raft => {
+                self.raft.validate().map_err(|e| ConfigError(format!("`raft`: {e}")))?
+            }
             other => {
                 if !crate::protocols::built(other) {
                     return fail(format!(
@@ -265,7 +287,8 @@ impl Config {
             return self.cluster_id;
         }
         // FNV-1a over the sorted member ids and peer addresses.
-        let mut members: Vec<_> = self.members.iter().map(|m| format!("{}={}", m.id, m.peer)).collect();
+        let mut members: Vec<_> =
+            self.members.iter().map(|m| format!("{}={}", m.id, m.peer)).collect();
         members.sort();
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in members.join(",").bytes() {
@@ -274,6 +297,16 @@ impl Config {
         }
         hash
     }
+}
+
+/// Reads a listen address, naming the bad value and the accepted form when it is not one.
+fn address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an address; expected IP:PORT, e.g. 127.0.0.1:2379 or [::1]:2379"
+        ))
+    })
 }
 
 /// Turns figment's error into one line per problem, naming the key.

@@ -22,6 +22,12 @@ pub struct Endpoints {
     pub consensus: Arc<dyn Consensus>,
 }
 
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints").finish_non_exhaustive()
+    }
+}
+
 /// Whether the node can serve: a leader is known (or, for leaderless protocols, the node is an
 /// operational member), and it is not stopping.
 pub fn healthy(consensus: &dyn Consensus) -> (bool, String) {
@@ -45,7 +51,11 @@ pub fn healthy(consensus: &dyn Consensus) -> (bool, String) {
 }
 
 /// Serves until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, endpoints: Endpoints, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    endpoints: Endpoints,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
@@ -73,9 +83,10 @@ async fn handle(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let n = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request read timed out"))??;
+        let n =
+            tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk)).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "request read timed out")
+            })??;
         if n == 0 {
             return Ok(());
         }
@@ -101,12 +112,19 @@ async fn handle(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result
             let (ok, body) = healthy(endpoints.consensus.as_ref());
             respond(&mut stream, if ok { 200 } else { 503 }, "application/json", &body).await
         }
-        ("GET", _) => respond(&mut stream, 404, "text/plain", "not found: try /metrics or /health\n").await,
+        ("GET", _) => {
+            respond(&mut stream, 404, "text/plain", "not found: try /metrics or /health\n").await
+        }
         _ => respond(&mut stream, 405, "text/plain", "only GET is served\n").await,
     }
 }
 
-async fn respond(stream: &mut TcpStream, code: u16, content_type: &str, body: &str) -> std::io::Result<()> {
+async fn respond(
+    stream: &mut TcpStream,
+    code: u16,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let reason = match code {
         200 => "OK",
         404 => "Not Found",

@@ -25,6 +25,14 @@ pub struct Parts {
     pub inbox: mpsc::Receiver<Inbound>,
 }
 
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("recovered_entries", &self.recovered.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builds the configured protocol from the recovered state and starts its node thread.
 pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
     let id = config.node_id();
@@ -45,8 +53,9 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
     let handle = match config.protocol {
         ProtocolName::Raft => {
             node_config.tick_interval_ms = config.raft.tick_interval_ms;
-            let raft = conclave_raft::Raft::new(id, membership, config.raft.clone(), recovered, seed)
-                .context("cannot start raft from the recovered state")?;
+            let raft =
+                conclave_raft::Raft::new(id, membership, config.raft.clone(), recovered, seed)
+                    .context("cannot start raft from the recovered state")?;
             conclave_node::spawn(node_config, raft, store, state_machine, transport, inbox)?
         }
         other => anyhow::bail!("protocol {other} is not built into this conclaved yet"),

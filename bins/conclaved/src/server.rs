@@ -19,6 +19,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 /// The three listening sockets, bound before anything else starts so that a port clash is
 /// reported at once. Tests bind port 0 and pass them in.
+#[derive(Debug)]
 pub struct Listeners {
     pub client: TcpListener,
     pub peer: TcpListener,
@@ -28,7 +29,9 @@ pub struct Listeners {
 impl Listeners {
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         let bind = |name: &'static str, addr| async move {
-            TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {name} = {addr}"))
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {name} = {addr}"))
         };
         Ok(Self {
             client: bind("client_listen", config.client_listen).await?,
@@ -62,7 +65,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
 fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(names::WAL_FSYNC_DURATION_SECONDS.into()), &names::FSYNC_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::WAL_FSYNC_DURATION_SECONDS.into()),
+            &names::FSYNC_BUCKETS,
+        )?
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &names::LATENCY_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
@@ -72,7 +78,11 @@ fn install_recorder() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// Runs one node on already-bound listeners.
-pub async fn run_with(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run_with(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let metrics_handle = install_recorder()?;
     let id = config.node_id();
     tracing::info!(
@@ -88,8 +98,9 @@ pub async fn run_with(config: Config, listeners: Listeners, shutdown: impl Futur
         .with_context(|| format!("cannot recover the log in {}", config.data_dir.display()))?;
     let mut kv = KvStore::new();
     if let Some(snapshot) = &recovered.snapshot {
-        kv.restore(&snapshot.meta, &snapshot.data)
-            .map_err(|e| anyhow::anyhow!("cannot restore the snapshot at index {}: {e}", snapshot.meta.index))?;
+        kv.restore(&snapshot.meta, &snapshot.data).map_err(|e| {
+            anyhow::anyhow!("cannot restore the snapshot at index {}: {e}", snapshot.meta.index)
+        })?;
     }
     tracing::info!(
         snapshot_index = recovered.snapshot.as_ref().map(|s| s.meta.index).unwrap_or(0),
@@ -102,16 +113,29 @@ pub async fn run_with(config: Config, listeners: Listeners, shutdown: impl Futur
     let transport_config = TransportConfig::default();
     let peers: BTreeMap<NodeId, String> =
         config.members.iter().map(|m| (NodeId(m.id), m.peer.to_string())).collect();
-    let transport = GrpcTransport::start(id, &peers, &transport_config, Faults::default());
+    let transport = GrpcTransport::start(
+        id,
+        &peers,
+        &transport_config,
+        Faults::default(),
+        config.protocol.as_str(),
+    );
     let (inbox_tx, inbox) = mpsc::channel(65_536);
 
     let node = Arc::new(protocols::start(
         &config,
-        Parts { store, recovered, state_machine: state_machine.clone(), transport: Arc::new(transport), inbox },
+        Parts {
+            store,
+            recovered,
+            state_machine: state_machine.clone(),
+            transport: Arc::new(transport),
+            inbox,
+        },
     )?);
     let consensus: Arc<dyn Consensus> = node.clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let peer_stopping = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -121,7 +145,9 @@ pub async fn run_with(config: Config, listeners: Listeners, shutdown: impl Futur
 
     // Peer service.
     let members: BTreeSet<NodeId> = peers.keys().copied().collect();
-    let peer_service = PeerService::new(id, members, inbox_tx).into_server(&transport_config);
+    let peer_service = PeerService::new(id, members, inbox_tx)
+        .with_shutdown(peer_stopping)
+        .into_server(&transport_config);
     let peer_server = tokio::spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -131,7 +157,7 @@ pub async fn run_with(config: Config, listeners: Listeners, shutdown: impl Futur
     );
 
     // Client API.
-    let etcd = crate::etcd_context(&config, consensus.clone(), state_machine.clone());
+    let etcd = etcd_context(&config, consensus.clone(), state_machine.clone())?;
     let client_server = tokio::spawn(conclave_etcd::serve(etcd, listeners.client, stopped()));
 
     // Metrics and health.
@@ -151,4 +177,41 @@ pub async fn run_with(config: Config, listeners: Listeners, shutdown: impl Futur
     let _ = http_server.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The etcd API's view of this node: who the members are and the request limits.
+fn etcd_context(
+    config: &Config,
+    consensus: Arc<dyn Consensus>,
+    store: Arc<RwLock<KvStore>>,
+) -> anyhow::Result<conclave_etcd::EtcdContext> {
+    let members = config
+        .members
+        .iter()
+        .map(|m| conclave_etcd::MemberInfo {
+            id: m.id,
+            name: format!("node-{}", m.id),
+            peer_urls: vec![format!("http://{}", m.peer)],
+            // Without a scheme: etcdctl 3.4 dials each member's URL for `endpoint status
+            // --cluster` and sends it whole as the HTTP/2 :authority, which our HTTP/2 stack
+            // rightly refuses when it contains "http://". Host and port alone work everywhere
+            // etcdctl uses them. See docs/compatibility.md.
+            client_urls: vec![m.client.to_string()],
+        })
+        .collect();
+    let cluster = conclave_etcd::ClusterInfo {
+        cluster_id: config.cluster_id(),
+        member_id: config.node_id,
+        members,
+    };
+    let limits = conclave_etcd::Limits {
+        max_request_bytes: config.server.max_request_bytes,
+        ..Default::default()
+    };
+    let options = conclave_etcd::Options {
+        downgrade_unsupported: config.server.downgrade_unsupported,
+        ..Default::default()
+    };
+    conclave_etcd::EtcdContext::new(consensus, store, cluster, limits, options)
+        .map_err(|e| anyhow::anyhow!("etcd API settings: {e}"))
 }

@@ -18,6 +18,7 @@ pub const PEER_MESSAGES_SENT_TOTAL: &str = "conclave_peer_messages_sent_total";
 pub const PEER_MESSAGES_RECEIVED_TOTAL: &str = "conclave_peer_messages_received_total";
 pub const PEER_BYTES_SENT_TOTAL: &str = "conclave_peer_bytes_sent_total";
 pub const PEER_BYTES_RECEIVED_TOTAL: &str = "conclave_peer_bytes_received_total";
+pub const PEER_MESSAGES_DROPPED_TOTAL: &str = "conclave_peer_messages_dropped_total";
 pub const PEER_ROUND_TRIP_SECONDS: &str = "conclave_peer_round_trip_seconds";
 pub const WAL_FSYNC_DURATION_SECONDS: &str = "conclave_wal_fsync_duration_seconds";
 pub const WAL_FSYNCS_TOTAL: &str = "conclave_wal_fsyncs_total";

@@ -125,8 +125,9 @@ pub struct Rejection {
 /// Fields are listed in the order they must be carried out; see the module documentation.
 #[derive(Debug)]
 pub struct Ready<M> {
-    /// A snapshot received from a peer. Persist it, drop every log entry it covers, and restore
-    /// the state machine from it — before persisting `entries` and before sending `messages`.
+    /// A snapshot received from a peer. It replaces the whole log: persist it, drop every stored
+    /// entry (those after its index may belong to a history that lost), and restore the state
+    /// machine from it — before persisting `entries` and before sending `messages`.
     pub snapshot: Option<Snapshot>,
     /// The protocol's hard state (Raft: term and vote; Paxos: promised ballot; Totem: ring id
     /// and delivered sequence), in its own encoding. Replaces the previous one.

@@ -30,6 +30,8 @@ pub(crate) struct Driver<P: Protocol, L: LogStore, S: StateMachine> {
     pub last_snapshot_index: u64,
     pub last_term_applied: u64,
     pub last_leader: Option<conclave_core::NodeId>,
+    /// The membership as of the applied index, for snapshot metadata.
+    pub membership: conclave_core::Membership,
 }
 
 impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
@@ -154,14 +156,10 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             self.applied = snapshot.meta.index;
             self.last_snapshot_index = snapshot.meta.index;
             self.last_term_applied = snapshot.meta.term;
+            self.membership = snapshot.meta.membership.clone();
         }
         if ready.must_sync() || ready.compact_to.is_some() {
-            self.store.write(&WriteBatch {
-                snapshot: ready.snapshot.as_ref(),
-                hard_state: ready.hard_state.as_deref(),
-                entries: &ready.entries,
-                compact_to: ready.compact_to,
-            })?;
+            self.store.write(&WriteBatch::from_ready(&ready))?;
         }
         if ready.must_sync() {
             let started = Instant::now();
@@ -205,7 +203,16 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             }
             let proposal = match entry.kind {
                 EntryKind::Command => Proposal::decode(&entry.data),
-                EntryKind::Noop | EntryKind::Membership => None,
+                EntryKind::Noop => None,
+                EntryKind::Membership => {
+                    match postcard::from_bytes::<conclave_core::Membership>(&entry.data) {
+                        Ok(membership) => self.membership = membership,
+                        Err(error) => {
+                            tracing::error!(index = entry.index, %error, "undecodable membership entry")
+                        }
+                    }
+                    None
+                }
             };
             match proposal {
                 Some(proposal) => {
@@ -238,21 +245,16 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             return Ok(());
         }
         let data = self.state_machine.read().expect("state machine lock poisoned").snapshot();
-        let status = self.protocol.status();
+        // The membership in effect at the applied index: the last membership entry applied.
         let snapshot = Snapshot {
             meta: SnapshotMeta {
                 index: self.applied,
                 term: self.last_term_applied,
-                membership: conclave_core::Membership::new(status.members),
+                membership: self.membership.clone(),
             },
             data,
         };
-        self.store.write(&WriteBatch {
-            snapshot: Some(&snapshot),
-            hard_state: None,
-            entries: &[],
-            compact_to: None,
-        })?;
+        self.store.write(&WriteBatch { snapshot: Some(&snapshot), ..Default::default() })?;
         self.store.sync()?;
         self.last_snapshot_index = self.applied;
         self.protocol.snapshot_taken(snapshot);

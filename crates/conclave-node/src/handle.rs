@@ -67,6 +67,7 @@ where
     let applied = state_machine.read().expect("state machine lock poisoned").applied_index();
     let mut status = protocol.status();
     status.applied_index = applied;
+    let membership = conclave_core::Membership::new(status.members.iter().copied());
     let shared = Arc::new(Shared {
         status: Mutex::new(status),
         applied: AtomicU64::new(applied),
@@ -89,6 +90,7 @@ where
         last_snapshot_index: applied,
         last_term_applied: 0,
         last_leader: None,
+        membership,
     };
     let thread = std::thread::Builder::new()
         .name(format!("conclave-node-{}", config.id))

@@ -59,6 +59,15 @@ pub fn describe() {
         "Latency of one WAL fdatasync"
     );
     describe_counter!(names::WAL_FSYNCS_TOTAL, "WAL fdatasync calls");
+    describe_counter!(
+        names::PEER_MESSAGES_DROPPED_TOTAL,
+        "Payloads dropped because a peer's send queue was full or the payload too large"
+    );
+    describe_histogram!(
+        names::PEER_ROUND_TRIP_SECONDS,
+        metrics::Unit::Seconds,
+        "Round trip of a ping to a peer over the peer transport"
+    );
     describe_gauge!(names::MEMBERS, "Members in this node's view of the cluster");
 }
 
@@ -160,9 +169,12 @@ impl NodeMetrics {
         let mut series = self.protocol_series.lock().expect("metrics lock poisoned");
         let series = series.entry(name).or_insert_with(|| {
             let full = names::protocol_series(protocol, name);
+            let help = format!("{protocol}-specific: {}", name.replace('_', " "));
             if name.ends_with("_total") {
+                describe_counter!(full.clone(), help);
                 Series::Counter(counter!(full, "protocol" => protocol))
             } else {
+                describe_gauge!(full.clone(), help);
                 Series::Gauge(gauge!(full, "protocol" => protocol))
             }
         });

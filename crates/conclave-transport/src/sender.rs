@@ -1,12 +1,12 @@
 //! The sending side: a bounded queue and a streaming task per peer.
 
-use crate::pb::Batch;
 use crate::pb::peer_client::PeerClient;
+use crate::pb::{Batch, Ping};
 use crate::{Faults, TransportConfig};
 use bytes::Bytes;
 use conclave_core::NodeId;
 use conclave_node::Transport;
-use metrics::{Counter, counter};
+use metrics::{Counter, Histogram, counter, histogram};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -31,11 +31,14 @@ impl fmt::Debug for GrpcTransport {
 impl GrpcTransport {
     /// Starts one sender task per peer (`id → host:port`) on the current tokio runtime.
     /// Connections are made lazily and retried forever with backoff.
+    ///
+    /// `protocol` labels the transport's metrics.
     pub fn start(
         me: NodeId,
         peers: &BTreeMap<NodeId, String>,
         config: &TransportConfig,
         faults: Faults,
+        protocol: &'static str,
     ) -> Self {
         let mut queues = BTreeMap::new();
         for (&peer, address) in peers {
@@ -50,6 +53,11 @@ impl GrpcTransport {
                 address: address.clone(),
                 config: config.clone(),
                 faults: faults.clone(),
+                round_trip: histogram!(
+                    conclave_core::metrics::PEER_ROUND_TRIP_SECONDS,
+                    "protocol" => protocol,
+                    "peer" => peer.to_string()
+                ),
             };
             tokio::spawn(link.run(rx));
         }
@@ -57,7 +65,7 @@ impl GrpcTransport {
             queues,
             faults,
             max_payload_bytes: config.max_payload_bytes,
-            dropped: counter!("conclave_peer_messages_dropped_total"),
+            dropped: counter!(conclave_core::metrics::PEER_MESSAGES_DROPPED_TOTAL, "protocol" => protocol),
         }
     }
 
@@ -94,7 +102,11 @@ struct Link {
     address: String,
     config: TransportConfig,
     faults: Faults,
+    round_trip: Histogram,
 }
+
+/// How often an open link measures its round trip.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Link {
     async fn run(self, mut queue: mpsc::Receiver<Bytes>) {
@@ -143,10 +155,24 @@ impl Link {
         queue: &mut mpsc::Receiver<Bytes>,
     ) -> bool {
         let (batches, stream) = mpsc::channel::<Batch>(4);
+        let pinger = client.clone();
         let call = client.stream(ReceiverStream::new(stream));
         tokio::pin!(call);
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
+                _ = ping.tick() => {
+                    // Pings run beside the stream on the same connection; a slow one never
+                    // holds up protocol traffic.
+                    let (mut client, histogram, from) = (pinger.clone(), self.round_trip.clone(), self.me.0);
+                    tokio::spawn(async move {
+                        let started = std::time::Instant::now();
+                        if client.round_trip(Ping { from }).await.is_ok() {
+                            histogram.record(started.elapsed().as_secs_f64());
+                        }
+                    });
+                }
                 result = &mut call => {
                     if let Err(status) = result {
                         tracing::debug!(peer = %self.peer, %status, "peer stream ended");

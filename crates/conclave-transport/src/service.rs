@@ -2,7 +2,7 @@
 
 use crate::TransportConfig;
 use crate::pb::peer_server::{Peer, PeerServer};
-use crate::pb::{Ack, Batch};
+use crate::pb::{Ack, Batch, Ping, Pong};
 use conclave_core::NodeId;
 use conclave_node::Inbound;
 use std::collections::BTreeSet;
@@ -78,5 +78,16 @@ impl Peer for PeerService {
             }
         }
         Ok(Response::new(Ack {}))
+    }
+
+    async fn round_trip(&self, request: Request<Ping>) -> Result<Response<Pong>, Status> {
+        let from = NodeId(request.get_ref().from);
+        if !self.members.contains(&from) {
+            return Err(Status::permission_denied(format!(
+                "node {from} is not a peer of node {}",
+                self.me
+            )));
+        }
+        Ok(Response::new(Pong {}))
     }
 }

@@ -57,7 +57,7 @@ fn transport(me: u64, peers: &[(u64, SocketAddr)], faults: Faults) -> GrpcTransp
         reconnect_backoff_ms_max: 50,
         ..Default::default()
     };
-    GrpcTransport::start(NodeId(me), &peers, &config, faults)
+    GrpcTransport::start(NodeId(me), &peers, &config, faults, "test")
 }
 
 #[tokio::test]
@@ -141,7 +141,7 @@ async fn oversized_payload_is_dropped_and_the_link_keeps_working() {
     let peers: BTreeMap<NodeId, String> = [(NodeId(2), addr.to_string())].into();
     let config =
         TransportConfig { max_payload_bytes: 1024, max_message_bytes: 4096, ..Default::default() };
-    let t = GrpcTransport::start(NodeId(1), &peers, &config, Faults::default());
+    let t = GrpcTransport::start(NodeId(1), &peers, &config, Faults::default(), "test");
     t.send(NodeId(2), Bytes::from(vec![0u8; 2048]));
     t.send(NodeId(2), Bytes::from_static(b"small"));
     assert_eq!(recv(&mut inbox).await.unwrap().payload.as_ref(), b"small");

@@ -1,0 +1,130 @@
+//! SIGKILL the leader: writes resume on the survivors, the killed node restarts from its data
+//! directory and catches up, and no acknowledged write is lost.
+
+use crate::support::{leader, runtime, serial, start};
+use conclave_etcd::pb::etcdserverpb::{PutRequest, RangeRequest};
+use conclave_lab::client::connect_with_timeout;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Tries one put through `endpoint`, giving up after `timeout`.
+async fn try_put(endpoint: &str, key: &str, timeout: Duration) -> bool {
+    let Ok(mut client) = connect_with_timeout(endpoint, timeout).await else { return false };
+    let request = PutRequest {
+        key: key.as_bytes().to_vec().into(),
+        value: key.as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    matches!(tokio::time::timeout(timeout, client.put(request)).await, Ok(Ok(_)))
+}
+
+/// Puts `key` through any of `endpoints`, retrying until `deadline`; true once acknowledged.
+async fn put_any(endpoints: &[String], key: &str, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        for endpoint in endpoints {
+            if try_put(endpoint, key, Duration::from_millis(300)).await {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Keys under `prefix` as `endpoint` serves them (linearizably unless `serializable`).
+async fn keys(
+    endpoint: &str,
+    prefix: &str,
+    serializable: bool,
+) -> anyhow::Result<BTreeSet<String>> {
+    let mut client = connect_with_timeout(endpoint, Duration::from_secs(5)).await?;
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    let response = client
+        .range(RangeRequest {
+            key: prefix.as_bytes().to_vec().into(),
+            range_end: end.into(),
+            serializable,
+            keys_only: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(response.kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
+}
+
+/// The leader-kill scenario for `protocol`. Leaderless protocols lose node 1 instead.
+pub fn leader_kill(protocol: &str, resume_within: Duration) {
+    let rt = runtime();
+    let mut cluster = start(&rt, protocol, 3, "");
+    let victim = leader(&mut cluster).unwrap_or(1);
+    let survivors: Vec<String> =
+        cluster.nodes.iter().filter(|n| n.id != victim).map(|n| n.client.to_string()).collect();
+    let all = cluster.endpoints();
+    let mut acknowledged = BTreeSet::new();
+    rt.block_on(async {
+        for i in 0..30 {
+            let key = format!("ack/before/{i:03}");
+            if put_any(&all, &key, Instant::now() + Duration::from_secs(5)).await {
+                acknowledged.insert(key);
+            }
+        }
+    });
+    assert_eq!(acknowledged.len(), 30, "a healthy cluster acknowledges every write");
+
+    cluster.kill(victim).unwrap();
+    let killed = Instant::now();
+    let resumed =
+        rt.block_on(put_any(&survivors, "ack/after/000", killed + Duration::from_secs(30)));
+    let unavailable = killed.elapsed();
+    println!("{protocol}: killed leader node {victim}; writes resumed after {unavailable:?}");
+    assert!(resumed, "writes never resumed on the survivors");
+    acknowledged.insert("ack/after/000".into());
+    assert!(
+        unavailable <= resume_within,
+        "{protocol}: writes resumed after {unavailable:?}, expected within {resume_within:?}"
+    );
+    rt.block_on(async {
+        for i in 1..30 {
+            let key = format!("ack/after/{i:03}");
+            if put_any(&survivors, &key, Instant::now() + Duration::from_secs(5)).await {
+                acknowledged.insert(key);
+            }
+        }
+    });
+
+    // The killed node comes back from its data directory and catches up.
+    cluster.restart(victim).unwrap();
+    let restarted = cluster.node(victim).unwrap().client.to_string();
+    let caught_up = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(keys) = keys(&restarted, "ack/", true).await
+                && acknowledged.is_subset(&keys)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(
+        caught_up,
+        "node {victim} did not catch up after restart:\n{}",
+        cluster.log_tail(victim, 20)
+    );
+
+    // Nothing acknowledged is lost, as every node serves it.
+    for endpoint in cluster.endpoints() {
+        let present = rt.block_on(keys(&endpoint, "ack/", false)).expect("read after recovery");
+        let lost: Vec<_> = acknowledged.difference(&present).collect();
+        assert!(lost.is_empty(), "{endpoint} lost acknowledged writes: {lost:?}");
+    }
+    cluster.stop_all(Duration::from_secs(10)).expect("clean stop");
+}
+
+#[test]
+fn raft_leader_kill() {
+    let _serial = serial();
+    leader_kill("raft", Duration::from_secs(2));
+}

@@ -1,0 +1,36 @@
+//! The etcd v3 gRPC API — services `KV`, `Watch`, `Lease`, `Cluster` and `Maintenance` of
+//! `package etcdserverpb` — on top of any [`conclave_core::Consensus`] and the
+//! [`conclave_kv::KvStore`] it applies to, so that `etcdctl` and etcd client libraries work
+//! unchanged against every Conclave protocol.
+//!
+//! Writes become [`conclave_kv::Command`]s proposed through the consensus; reads wait for the
+//! protocol's read barrier and are served from the local store. What a protocol cannot promise
+//! (a linearizable read or an atomic compare-and-swap under gossip) is refused with
+//! FAILED_PRECONDITION naming the protocol, unless [`Options::downgrade_unsupported`] is on.
+//! Errors carry etcd's codes and texts ([`error`]); requests are counted per method and code
+//! ([`metrics`]).
+//!
+//! Start with [`EtcdContext::new`], then [`serve`] (or [`services`] for your own server).
+
+pub mod cluster;
+pub mod config;
+pub mod context;
+mod convert;
+pub mod error;
+pub mod kv;
+pub mod lease;
+mod lease_forward;
+mod lease_keeper;
+pub mod maintenance;
+pub mod metrics;
+pub mod pb;
+pub mod server;
+pub mod watch;
+mod watch_hub;
+mod watcher;
+
+pub use config::{ConfigError, Limits, Options};
+pub use context::{ClusterInfo, EtcdContext, MemberInfo};
+pub use lease_forward::FORWARDED;
+pub use lease_keeper::LeaseExpiry;
+pub use server::{serve, services};

@@ -1,0 +1,168 @@
+//! The `Maintenance` service: member status, an always-empty alarm list, and a key-value hash
+//! for comparing replicas. Snapshots and leader transfer are not offered through this API.
+
+use bytes::Bytes;
+use conclave_core::StateMachine;
+use conclave_kv::RangeRequest;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::context::EtcdContext;
+use crate::error::kv_status;
+use crate::pb::etcdserverpb::alarm_request::AlarmAction;
+use crate::pb::etcdserverpb::maintenance_server::Maintenance;
+use crate::pb::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+
+/// How long a measured store size is reused: measuring encodes the whole store.
+const DB_SIZE_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The `etcdserverpb.Maintenance` service.
+#[derive(Debug)]
+pub struct MaintenanceService {
+    ctx: EtcdContext,
+    db_size: Mutex<Option<(Instant, i64)>>,
+}
+
+impl MaintenanceService {
+    pub fn new(ctx: EtcdContext) -> Self {
+        Self { ctx, db_size: Mutex::new(None) }
+    }
+
+    /// The size of the store's snapshot encoding: what a new member would be sent, and the
+    /// closest thing to etcd's database file size.
+    fn db_size(&self) -> i64 {
+        let mut cached = self.db_size.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, size)) = *cached
+            && at.elapsed() < DB_SIZE_MAX_AGE
+        {
+            return size;
+        }
+        let size = i64::try_from(self.ctx.read_store().snapshot().len()).unwrap_or(i64::MAX);
+        *cached = Some((Instant::now(), size));
+        size
+    }
+}
+
+/// FNV-1a, 32 bits: small, stable across builds and platforms, and enough to tell replicas
+/// apart; it is not etcd's hash, so compare Conclave members only with each other.
+fn fnv1a(hash: u32, bytes: &[u8]) -> u32 {
+    bytes.iter().fold(hash, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        // Conclave raises no alarms (no space quota, no corruption alarm), so there is never
+        // one to list or disarm; raising one by hand is not offered.
+        if request.into_inner().action == AlarmAction::Activate as i32 {
+            return Err(Status::unimplemented("etcdserver: conclave does not raise alarms"));
+        }
+        Ok(Response::new(AlarmResponse { header: self.ctx.current_header(), alarms: Vec::new() }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let status = self.ctx.consensus.status();
+        let db_size = self.db_size();
+        let applied = self.ctx.read_store().applied_index();
+        Ok(Response::new(StatusResponse {
+            header: self.ctx.current_header(),
+            version: self.ctx.options.version.clone(),
+            db_size,
+            leader: status.leader.map_or(0, |id| id.0),
+            raft_index: status.commit_index,
+            raft_term: status.term,
+            raft_applied_index: status.applied_index.max(applied),
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        // The store lives in memory and compaction frees space at once: nothing to do.
+        Ok(Response::new(DefragmentResponse { header: self.ctx.current_header() }))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let hash = fnv1a(FNV_OFFSET, &self.ctx.read_store().snapshot());
+        Ok(Response::new(HashResponse { header: self.ctx.current_header(), hash }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        // Every live key with its revisions and value as of `revision`: equal on replicas that
+        // applied the same writes, whatever else differs between them.
+        let everything = RangeRequest::range(Bytes::from_static(b"\0"), Bytes::from_static(b"\0"))
+            .with_revision(revision);
+        let (answer, compact_revision) = {
+            let store = self.ctx.read_store();
+            (store.range(&everything).map_err(|e| kv_status(&e))?, store.compact_revision())
+        };
+        let mut hash = FNV_OFFSET;
+        for kv in &answer.kvs {
+            hash = fnv1a(hash, &kv.key);
+            hash = fnv1a(hash, &kv.create_revision.to_le_bytes());
+            hash = fnv1a(hash, &kv.mod_revision.to_le_bytes());
+            hash = fnv1a(hash, &kv.version.to_le_bytes());
+            hash = fnv1a(hash, &kv.lease.to_le_bytes());
+            hash = fnv1a(hash, &kv.value);
+        }
+        Ok(Response::new(HashKvResponse {
+            header: self.ctx.header(answer.revision),
+            hash,
+            compact_revision,
+        }))
+    }
+
+    type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        // etcdctl expects a bbolt database file, which Conclave does not have.
+        Err(Status::unimplemented("etcdserver: snapshots are not offered through the etcd API"))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented(
+            "etcdserver: leader transfer is not offered through the etcd API",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0x811c_9dc5);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0xbf9c_f968);
+    }
+}

@@ -1,0 +1,45 @@
+//! Compaction: forgetting history that no read may ask for any more.
+//!
+//! After `compact(C)`, reads at revisions below C fail with [`KvError::Compacted`], and reads at C
+//! or above still answer exactly as before. Each key keeps every record at C or above, plus its
+//! newest record below C if that is a put (it is the key's value at C, and the `prev_kv` of its
+//! next change); a key whose newest record below C is a delete is forgotten up to there. So a
+//! watch may still start at C itself and replay every event from C on.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use crate::kv::Revision;
+use crate::{KvError, KvStore};
+
+impl KvStore {
+    /// Compacts the history below `revision` (etcd's `Compact`): refused when `revision` is at
+    /// or below the last compaction, or past the current revision.
+    pub(crate) fn compact(&mut self, revision: i64) -> Result<(), KvError> {
+        if revision <= self.state.compact_revision {
+            return Err(KvError::Compacted);
+        }
+        if revision > self.state.revision {
+            return Err(KvError::FutureRevision);
+        }
+        // Only keys with records below the new point can lose anything.
+        let keys: BTreeSet<Bytes> = self
+            .state
+            .records
+            .range(..Revision::new(revision, 0))
+            .map(|(_, record)| record.kv.key.clone())
+            .collect();
+        for key in keys {
+            let Some(history) = self.state.index.get_mut(&key) else { continue };
+            for dropped in history.compact(revision) {
+                self.state.records.remove(&dropped);
+            }
+            if history.is_empty() {
+                self.state.index.remove(&key);
+            }
+        }
+        self.state.compact_revision = revision;
+        Ok(())
+    }
+}

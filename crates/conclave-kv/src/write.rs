@@ -1,0 +1,205 @@
+//! The write path: applying a [`Command`], and the put and delete primitives txns share.
+//!
+//! A write request is checked completely before it touches anything, then applied in place as
+//! one [`Batch`]: every change gets revision `(current + 1, sub)` with `sub` counting up, and
+//! the store's revision moves to `current + 1` only if something changed (a delete that matched
+//! nothing, or a read-only txn, creates no revision). Because nothing can fail after the checks,
+//! a refused request leaves no trace and no rollback is needed.
+
+use bytes::Bytes;
+
+use crate::key_range::KeyRange;
+use crate::kv::Revision;
+use crate::store::Record;
+use crate::{Command, DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, KeyValue};
+use crate::{KvError, KvStore, Output, PutRequest, PutResponse};
+
+/// The changes of one write request, all at revision `main`.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    main: i64,
+    events: Vec<Event>,
+}
+
+impl KvStore {
+    /// Applies one command and returns its output; a refused command changes nothing and
+    /// returns [`Output::Error`].
+    pub fn apply_command(&mut self, command: &Command) -> Output {
+        self.try_apply(command).unwrap_or_else(Output::Error)
+    }
+
+    fn try_apply(&mut self, command: &Command) -> Result<Output, KvError> {
+        match command {
+            Command::Put(req) => {
+                check_put_request(req)?;
+                self.check_put_state(req)?;
+                let mut batch = self.begin();
+                let mut resp = self.put_in(&mut batch, req);
+                resp.revision = self.commit(batch);
+                Ok(Output::Put(resp))
+            }
+            Command::DeleteRange(req) => {
+                if req.key.is_empty() {
+                    return Err(KvError::EmptyKey);
+                }
+                let mut batch = self.begin();
+                let mut resp = self.delete_range_in(&mut batch, req);
+                resp.revision = self.commit(batch);
+                Ok(Output::DeleteRange(resp))
+            }
+            Command::Txn(req) => self.apply_txn(req).map(Output::Txn),
+            Command::Compact { revision } => {
+                self.compact(*revision)?;
+                Ok(Output::Compact { revision: self.state.revision })
+            }
+            Command::LeaseGrant { id, ttl } => {
+                let id = self.state.leases.grant(*id, *ttl)?;
+                Ok(Output::LeaseGrant { id, ttl: *ttl, revision: self.state.revision })
+            }
+            Command::LeaseRevoke { id } => {
+                let keys = self.state.leases.revoke(*id)?;
+                let mut batch = self.begin();
+                for key in &keys {
+                    self.delete_in(&mut batch, key);
+                }
+                Ok(Output::LeaseRevoke { revision: self.commit(batch) })
+            }
+            Command::LeaseCheckpoint { id, remaining_ttl } => {
+                self.state.leases.checkpoint(*id, *remaining_ttl)?;
+                Ok(Output::LeaseCheckpoint { revision: self.state.revision })
+            }
+        }
+    }
+
+    pub(crate) fn begin(&self) -> Batch {
+        Batch { main: self.state.revision + 1, events: Vec::new() }
+    }
+
+    /// The revision a reader inside the batch sees as current: the batch's own once it has
+    /// changed something (etcd's txns read their own writes).
+    pub(crate) fn batch_view(&self, batch: &Batch) -> i64 {
+        if batch.events.is_empty() { self.state.revision } else { batch.main }
+    }
+
+    /// Ends a batch: moves the revision if anything changed, tells the listener, and returns
+    /// the store's revision.
+    pub(crate) fn commit(&mut self, batch: Batch) -> i64 {
+        if !batch.events.is_empty() {
+            self.state.revision = batch.main;
+            if let Some(listener) = self.listener.as_mut() {
+                listener(batch.main, &batch.events);
+            }
+        }
+        self.state.revision
+    }
+
+    /// What a put needs from the current state: its lease exists, and the key exists if the
+    /// put keeps its value or lease.
+    pub(crate) fn check_put_state(&self, req: &PutRequest) -> Result<(), KvError> {
+        if req.lease != 0 && !self.state.leases.contains(req.lease) {
+            return Err(KvError::LeaseNotFound);
+        }
+        if (req.ignore_value || req.ignore_lease) && self.live_kv(&req.key).is_none() {
+            return Err(KvError::KeyNotFound);
+        }
+        Ok(())
+    }
+
+    /// Applies a checked put; `revision` in the response is the batch's.
+    pub(crate) fn put_in(&mut self, batch: &mut Batch, req: &PutRequest) -> PutResponse {
+        let prev = self.live_kv(&req.key).cloned();
+        let value = match (&prev, req.ignore_value) {
+            (Some(prev), true) => prev.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match (&prev, req.ignore_lease) {
+            (Some(prev), true) => prev.lease,
+            _ => req.lease,
+        };
+        let revision = Revision::new(batch.main, batch.events.len() as i64);
+        let kv = KeyValue {
+            key: req.key.clone(),
+            create_revision: prev.as_ref().map_or(batch.main, |p| p.create_revision),
+            mod_revision: batch.main,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            value,
+            lease,
+        };
+        if let Some(old) = prev.as_ref().filter(|p| p.lease != 0) {
+            self.state.leases.detach(old.lease, &req.key);
+        }
+        if lease != 0 {
+            self.state.leases.attach(lease, &req.key);
+        }
+        let history = self.state.index.entry(req.key.clone()).or_default();
+        let prev_revision = history.live();
+        history.put(revision);
+        let record = Record { kv: kv.clone(), deleted: false, prev: prev_revision };
+        self.state.records.insert(revision, record);
+        batch.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
+        PutResponse { revision: batch.main, prev_kv: if req.prev_kv { prev } else { None } }
+    }
+
+    /// Deletes every key in the range that exists now; `revision` in the response is the
+    /// batch's view afterwards.
+    pub(crate) fn delete_range_in(
+        &mut self,
+        batch: &mut Batch,
+        req: &DeleteRangeRequest,
+    ) -> DeleteRangeResponse {
+        let range = KeyRange::new(&req.key, &req.range_end);
+        let keys: Vec<Bytes> = match range.bounds() {
+            Some(bounds) => self
+                .state
+                .index
+                .range::<[u8], _>(bounds)
+                .filter(|(_, history)| history.live().is_some())
+                .map(|(key, _)| key.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut prev_kvs = Vec::new();
+        for key in &keys {
+            let prev = self.delete_in(batch, key);
+            if req.prev_kv {
+                prev_kvs.extend(prev);
+            }
+        }
+        DeleteRangeResponse {
+            revision: self.batch_view(batch),
+            deleted: keys.len() as i64,
+            prev_kvs,
+        }
+    }
+
+    /// Deletes one key if it exists now, returning its last value.
+    pub(crate) fn delete_in(&mut self, batch: &mut Batch, key: &Bytes) -> Option<KeyValue> {
+        let history = self.state.index.get_mut(&key[..])?;
+        let prev_revision = history.live()?;
+        let prev = self.state.records.get(&prev_revision)?.kv.clone();
+        let revision = Revision::new(batch.main, batch.events.len() as i64);
+        history.delete(revision);
+        if prev.lease != 0 {
+            self.state.leases.detach(prev.lease, key);
+        }
+        let kv = KeyValue { key: key.clone(), mod_revision: batch.main, ..KeyValue::default() };
+        let record = Record { kv: kv.clone(), deleted: true, prev: Some(prev_revision) };
+        self.state.records.insert(revision, record);
+        batch.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
+        Some(prev)
+    }
+}
+
+/// The checks on a put that need no state (etcd's `checkPutRequest`).
+pub(crate) fn check_put_request(req: &PutRequest) -> Result<(), KvError> {
+    if req.key.is_empty() {
+        return Err(KvError::EmptyKey);
+    }
+    if req.ignore_value && !req.value.is_empty() {
+        return Err(KvError::ValueProvided);
+    }
+    if req.ignore_lease && req.lease != 0 {
+        return Err(KvError::LeaseProvided);
+    }
+    Ok(())
+}

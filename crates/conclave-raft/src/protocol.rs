@@ -1,0 +1,133 @@
+//! Raft as a [`conclave_core::Protocol`]: the events it takes and the `Ready` it hands out.
+
+use crate::{Raft, RaftMessage};
+use bytes::Bytes;
+use conclave_core::{Guarantees, NodeId, Protocol, Ready, RequestId, Snapshot, Status};
+
+impl Protocol for Raft {
+    type Message = RaftMessage;
+
+    fn name(&self) -> &'static str {
+        "raft"
+    }
+
+    fn id(&self) -> NodeId {
+        self.id
+    }
+
+    fn tick(&mut self) {
+        self.tick_inner();
+    }
+
+    fn step(&mut self, from: NodeId, msg: RaftMessage) {
+        self.step_inner(from, msg);
+    }
+
+    /// On the leader, appends `command`; on a follower that knows its leader, forwards it
+    /// there (the command's own header names this replica, so the driver answers its caller
+    /// when the entry is applied here); otherwise refuses with `NotLeader`.
+    fn propose(&mut self, id: RequestId, command: Bytes) {
+        self.propose_inner(id, command);
+    }
+
+    fn read(&mut self, id: RequestId) {
+        self.read_inner(id);
+    }
+
+    /// Keeps the snapshot to send to lagging followers and compacts the log below it,
+    /// keeping `snapshot_keep_entries`. The snapshot's term and membership are taken from
+    /// this replica's log, which knows the membership in effect at its index.
+    fn snapshot_taken(&mut self, mut snapshot: Snapshot) {
+        let index = snapshot.meta.index;
+        let newest = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        if index <= newest || index > self.applied || index > self.log.last_index() {
+            return;
+        }
+        if let Some(term) = self.log.term_at(index) {
+            snapshot.meta.term = term;
+        }
+        snapshot.meta.membership = self.memberships.at(index).clone();
+        self.snapshot = Some(snapshot);
+        let compact_to = index.saturating_sub(self.config.snapshot_keep_entries);
+        if compact_to > self.log.offset_index() {
+            self.memberships.compacted(compact_to);
+            self.log.compact(compact_to);
+            self.out.compact_to = Some(compact_to);
+        }
+    }
+
+    fn has_ready(&self) -> bool {
+        let out = &self.out;
+        out.snapshot.is_some()
+            || out.compact_to.is_some()
+            || !out.messages.is_empty()
+            || !out.reads.is_empty()
+            || !out.rejected.is_empty()
+            || self.hard_state() != self.persisted
+            || self.log.has_unstable()
+            || self.commit > self.applied
+            || self
+                .lead
+                .as_ref()
+                .is_some_and(|l| l.append_pending || l.commit_pending || l.reads.needs_round())
+    }
+
+    fn ready(&mut self) -> Ready<RaftMessage> {
+        self.flush_leader();
+        // Field order is the order the driver carries them out in.
+        let snapshot = self.out.snapshot.take();
+        let hard_state = self.hard_state();
+        let hard_state = (hard_state != self.persisted).then(|| {
+            self.persisted = hard_state;
+            hard_state.encode()
+        });
+        let entries = self.log.take_unstable();
+        let compact_to = self.out.compact_to.take();
+        let messages = std::mem::take(&mut self.out.messages);
+        let committed = if self.commit > self.applied {
+            let committed = self.log.slice(self.applied + 1, self.commit);
+            self.applied = self.commit;
+            committed
+        } else {
+            Vec::new()
+        };
+        Ready {
+            snapshot,
+            hard_state,
+            entries,
+            compact_to,
+            messages,
+            committed,
+            reads: std::mem::take(&mut self.out.reads),
+            rejected: std::mem::take(&mut self.out.rejected),
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            protocol: "raft",
+            role: self.role(),
+            leader: self.leader,
+            term: self.term,
+            commit_index: self.commit,
+            applied_index: 0,
+            members: self.memberships.current().voters.iter().copied().collect(),
+        }
+    }
+
+    fn guarantees(&self) -> Guarantees {
+        let voters = self.memberships.current().voters.len();
+        Guarantees {
+            linearizable_writes: true,
+            linearizable_reads: true,
+            atomic_compare_and_swap: true,
+            has_leader: true,
+            fault_tolerance: Some(voters.saturating_sub(1) / 2),
+        }
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.counters.export()
+    }
+}

@@ -1,0 +1,166 @@
+//! Linearizable reads (thesis §6.4): ReadIndex on the leader, forwarding from followers, the
+//! optional leader lease (§6.4.1), and forwarded proposals.
+//!
+//! The leader answers a read with an index; the replica that took the read serves it once its
+//! state machine has applied through that index.
+
+use crate::read_queue::ReadOrigin;
+use crate::{PlantedBug, Raft, RaftMessage};
+use bytes::Bytes;
+use conclave_core::{ConsensusError, Entry, NodeId, ReadState, RequestId};
+
+impl Raft {
+    pub(crate) fn read_inner(&mut self, request: RequestId) {
+        if self.lead.is_some() {
+            return self.leader_read(ReadOrigin::Local(request));
+        }
+        match (self.state, self.leader) {
+            (crate::raft::State::Follower, Some(leader)) => {
+                self.send(leader, RaftMessage::ReadIndex { request })
+            }
+            _ => self.reject(request, ConsensusError::NotLeader { leader: None }),
+        }
+    }
+
+    /// ReadIndex on the leader: note the commit index now, confirm leadership with a round that
+    /// starts after this moment, then answer.
+    pub(crate) fn leader_read(&mut self, origin: ReadOrigin) {
+        if self.config.planted_bug == Some(PlantedBug::ReadFromDeposedLeader) {
+            // The bug: no confirmation at all.
+            return self.answer_read(origin, self.commit);
+        }
+        let (now, lease_ticks) = (self.now, self.ticks.lease);
+        let committed_in_term = self.log.term_at(self.commit) == Some(self.term);
+        let membership = self.memberships.current();
+        let sole_voter = membership.voters.len() == 1 && membership.contains(self.id);
+        let Some(lead) = &mut self.lead else { return self.refuse_read(origin) };
+        if !committed_in_term {
+            // Until an entry of its own term commits, the leader's commit index may lag what
+            // earlier leaders committed.
+            lead.reads.waiting_commit.push(origin);
+            return;
+        }
+        if sole_voter {
+            return self.answer_read(origin, self.commit);
+        }
+        if self.config.lease_read && lead.reads.lease_valid(now, lease_ticks) {
+            self.counters.lease_reads += 1;
+            return self.answer_read(origin, self.commit);
+        }
+        lead.reads.push(self.commit, origin);
+    }
+
+    /// Answers the reads whose round a majority (counting the leader) has acknowledged.
+    pub(crate) fn check_read_acks(&mut self) {
+        let Some(lead) = &mut self.lead else { return };
+        let membership = self.memberships.current();
+        let mut rounds: Vec<u64> = membership
+            .voters
+            .iter()
+            .map(|v| {
+                if *v == self.id {
+                    lead.reads.round()
+                } else {
+                    lead.progress.get(v).map_or(0, |p| p.acked_round)
+                }
+            })
+            .collect();
+        if rounds.is_empty() {
+            return;
+        }
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        let acknowledged = rounds[membership.quorum() - 1];
+        for read in lead.reads.acknowledged(acknowledged) {
+            self.answer_read(read.origin, read.index);
+        }
+    }
+
+    fn answer_read(&mut self, origin: ReadOrigin, index: u64) {
+        match origin {
+            ReadOrigin::Local(request) => self.out.reads.push(ReadState { request, index }),
+            ReadOrigin::Forwarded { from, request } => {
+                let leader = Some(self.id);
+                self.send(
+                    from,
+                    RaftMessage::ReadIndexResponse { request, index: Some(index), leader },
+                )
+            }
+        }
+    }
+
+    pub(crate) fn refuse_read(&mut self, origin: ReadOrigin) {
+        let leader = self.leader_hint().filter(|&l| l != self.id);
+        match origin {
+            ReadOrigin::Local(request) => {
+                self.reject(request, ConsensusError::NotLeader { leader })
+            }
+            ReadOrigin::Forwarded { from, request } => {
+                self.send(from, RaftMessage::ReadIndexResponse { request, index: None, leader })
+            }
+        }
+    }
+
+    pub(crate) fn handle_forwarded_read(&mut self, from: NodeId, request: RequestId) {
+        if self.lead.is_some() {
+            self.leader_read(ReadOrigin::Forwarded { from, request });
+        } else {
+            self.refuse_read(ReadOrigin::Forwarded { from, request });
+        }
+    }
+
+    pub(crate) fn handle_read_index_response(
+        &mut self,
+        request: RequestId,
+        index: Option<u64>,
+        leader: Option<NodeId>,
+    ) {
+        match index {
+            Some(index) => self.out.reads.push(ReadState { request, index }),
+            None => self.reject(request, ConsensusError::NotLeader { leader }),
+        }
+    }
+
+    /// Leadership is lost: every read still waiting is refused.
+    pub(crate) fn abandon_leadership(&mut self, mut lead: crate::leadership::Leadership) {
+        for origin in lead.reads.drain() {
+            self.refuse_read(origin);
+        }
+    }
+
+    pub(crate) fn propose_inner(&mut self, request: RequestId, command: Bytes) {
+        if let Some(lead) = &self.lead {
+            if let Some(transferee) = lead.transferee {
+                // New entries would keep the transferee from catching up (§3.10).
+                let leader = Some(transferee);
+                return self.reject(request, ConsensusError::NotLeader { leader });
+            }
+            let entry = Entry::command(self.log.last_index() + 1, self.term, command);
+            return self.append_as_leader(entry);
+        }
+        match (self.state, self.leader) {
+            (crate::raft::State::Follower, Some(leader)) => {
+                self.counters.proposals_forwarded += 1;
+                self.send(leader, RaftMessage::Propose { request, command });
+            }
+            _ => self.reject(request, ConsensusError::NotLeader { leader: None }),
+        }
+    }
+
+    pub(crate) fn handle_forwarded_proposal(
+        &mut self,
+        from: NodeId,
+        request: RequestId,
+        command: Bytes,
+    ) {
+        match &self.lead {
+            Some(lead) if lead.transferee.is_none() => {
+                let entry = Entry::command(self.log.last_index() + 1, self.term, command);
+                self.append_as_leader(entry);
+            }
+            _ => {
+                let leader = self.leader_hint().filter(|&l| l != self.id);
+                self.send(from, RaftMessage::ProposeRejected { request, leader });
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! File-store behaviour beyond the shared contract: segments, compaction, snapshot files,
+//! limits and options.
+
+use crate::support::{files_in, small_options, wal_lengths};
+use bytes::Bytes;
+use conclave_core::Entry;
+use conclave_storage::conformance::{entries, snapshot};
+use conclave_storage::{FileStore, FileStoreOptions, LogStore, StorageError, WriteBatch};
+
+fn append_synced(store: &mut FileStore, range: std::ops::RangeInclusive<u64>) {
+    for i in range {
+        store.write(&WriteBatch { entries: &entries(i..=i, 1), ..Default::default() }).unwrap();
+        store.sync().unwrap();
+    }
+}
+
+#[test]
+fn compaction_deletes_only_covered_segments_and_only_after_sync() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, small_options()).unwrap();
+    store
+        .write(&WriteBatch { hard_state: Some(b"term 1, voted 2"), ..Default::default() })
+        .unwrap();
+    append_synced(&mut store, 1..=400);
+    let before = wal_lengths(&dir).len();
+    assert!(before >= 5, "400 entries roll several 2 KiB segments, got {before}");
+
+    let snap = snapshot(300, 1);
+    store
+        .write(&WriteBatch { snapshot: Some(&snap), compact_to: Some(300), ..Default::default() })
+        .unwrap();
+    assert_eq!(wal_lengths(&dir).len(), before, "nothing is deleted before the marker is synced");
+    store.sync().unwrap();
+    let after = wal_lengths(&dir).len();
+    assert!(after < before, "covered segments are deleted: {before} -> {after}");
+    assert!(after >= 2, "segments holding entries above 300 stay");
+    drop(store);
+
+    // The hard state was written once, in a segment that is gone now: segment heads carry it.
+    let (_, recovered) = FileStore::open(&dir, small_options()).unwrap();
+    assert_eq!(recovered.hard_state.as_deref(), Some(&b"term 1, voted 2"[..]));
+    assert_eq!(recovered.snapshot, Some(snap));
+    assert_eq!(recovered.entries, entries(301..=400, 1));
+}
+
+#[test]
+fn compact_to_bounds_deletion_by_the_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, small_options()).unwrap();
+    append_synced(&mut store, 1..=200);
+    let before = wal_lengths(&dir).len();
+    // compact_to without a snapshot covering it deletes nothing.
+    store.write(&WriteBatch { compact_to: Some(190), ..Default::default() }).unwrap();
+    store.sync().unwrap();
+    assert_eq!(wal_lengths(&dir).len(), before);
+    // A snapshot without compact_to deletes nothing either; together they do.
+    let snap = snapshot(100, 1);
+    store.write(&WriteBatch { snapshot: Some(&snap), ..Default::default() }).unwrap();
+    store.sync().unwrap();
+    assert!(
+        wal_lengths(&dir).len() < before,
+        "snapshot 100 with compact_to 190 allows deleting up to 100"
+    );
+    drop(store);
+    let (_, recovered) = FileStore::open(&dir, small_options()).unwrap();
+    assert_eq!(recovered.entries, entries(101..=200, 1));
+}
+
+#[test]
+fn snapshot_files_keep_the_newest_two() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    append_synced(&mut store, 1..=40);
+    for index in [10, 20, 30, 40] {
+        let snap = snapshot(index, 1);
+        store.write(&WriteBatch { snapshot: Some(&snap), ..Default::default() }).unwrap();
+        store.sync().unwrap();
+    }
+    let names: Vec<String> = files_in(&dir.join("snap"), ".snap")
+        .into_keys()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["0000000000000030-0000000000000001.snap", "0000000000000040-0000000000000001.snap"]
+    );
+    drop(store);
+    let (_, recovered) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    assert_eq!(recovered.snapshot.map(|s| s.meta.index), Some(40));
+    assert!(recovered.entries.is_empty());
+}
+
+#[test]
+fn unreferenced_snapshot_is_ignored_and_removed_on_open() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    append_synced(&mut store, 1..=10);
+    let synced_lengths = wal_lengths(&dir);
+    let snap = snapshot(8, 1);
+    store.write(&WriteBatch { snapshot: Some(&snap), ..Default::default() }).unwrap();
+    drop(store);
+    // Power loss before the marker was synced: cut the log back, the snapshot file survives.
+    for (path, len) in synced_lengths {
+        std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
+    }
+    assert_eq!(files_in(&dir.join("snap"), ".snap").len(), 1);
+    let (_, recovered) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    assert_eq!(recovered.snapshot, None);
+    assert_eq!(recovered.entries, entries(1..=10, 1));
+    assert!(files_in(&dir.join("snap"), ".snap").is_empty(), "the orphan snapshot is removed");
+}
+
+#[test]
+fn oversized_records_are_refused_and_the_store_stays_usable() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let options = small_options();
+    let (mut store, _) = FileStore::open(&dir, options.clone()).unwrap();
+    let huge = vec![Entry::command(1, 1, Bytes::from(vec![7; 2000]))];
+    let err = store.write(&WriteBatch { entries: &huge, ..Default::default() }).unwrap_err();
+    assert!(matches!(err, StorageError::RecordTooLarge { limit: 1024, .. }), "{err}");
+    assert!(!err.is_fatal());
+    let err = store
+        .write(&WriteBatch { hard_state: Some(&[1; 4096]), ..Default::default() })
+        .unwrap_err();
+    assert!(matches!(err, StorageError::RecordTooLarge { what: "hard state", .. }), "{err}");
+    assert_eq!(store.last_index(), 0);
+
+    // Many entries that together exceed one record are split across records.
+    let many: Vec<Entry> =
+        (1..=40).map(|i| Entry::command(i, 1, Bytes::from(vec![i as u8; 200]))).collect();
+    store.write(&WriteBatch { entries: &many, ..Default::default() }).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let (_, recovered) = FileStore::open(&dir, options).unwrap();
+    assert_eq!(recovered.entries, many);
+}
+
+#[test]
+fn snapshot_above_the_limit_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let options = FileStoreOptions { max_snapshot_bytes: 100, ..FileStoreOptions::default() };
+    let (mut store, _) = FileStore::open(&root.path().join("store"), options).unwrap();
+    let mut snap = snapshot(1, 1);
+    snap.data = Bytes::from(vec![0; 500]);
+    let err = store.write(&WriteBatch { snapshot: Some(&snap), ..Default::default() }).unwrap_err();
+    assert!(matches!(err, StorageError::RecordTooLarge { what: "snapshot", .. }), "{err}");
+    assert!(files_in(&root.path().join("store/snap"), "").is_empty(), "nothing was written");
+}
+
+#[test]
+fn invalid_options_are_refused_before_touching_the_disk() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let options = FileStoreOptions { segment_size_bytes: 1, ..FileStoreOptions::default() };
+    let err = FileStore::open(&dir, options).unwrap_err();
+    assert!(
+        matches!(err, StorageError::InvalidOptions { option: "segment_size_bytes", .. }),
+        "{err}"
+    );
+    assert!(!dir.exists());
+}
+
+#[test]
+fn a_store_with_snapshots_but_no_log_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    append_synced(&mut store, 1..=3);
+    let snap = snapshot(2, 1);
+    store.write(&WriteBatch { snapshot: Some(&snap), ..Default::default() }).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    std::fs::remove_dir_all(dir.join("wal")).unwrap();
+    assert!(matches!(
+        FileStore::open(&dir, FileStoreOptions::default()),
+        Err(StorageError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn rewriting_the_current_snapshot_keeps_it_consistent() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    append_synced(&mut store, 1..=5);
+    let snap = snapshot(5, 1);
+    store.write(&WriteBatch { snapshot: Some(&snap), ..Default::default() }).unwrap();
+    store.sync().unwrap();
+    // The same snapshot again is a no-op on disk; one with other bytes replaces it.
+    store.write(&WriteBatch { snapshot: Some(&snap), ..Default::default() }).unwrap();
+    let mut other = snap.clone();
+    other.data = Bytes::from_static(b"re-encoded state");
+    store.write(&WriteBatch { snapshot: Some(&other), ..Default::default() }).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let (_, recovered) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    assert_eq!(recovered.snapshot, Some(other));
+}
