@@ -1,5 +1,5 @@
-//! The real `etcdctl` (3.4, Debian's etcd-client) against the API. Skipped, with a note, where
-//! `etcdctl` is not installed. Every command runs with bounded dial and command timeouts and is
+//! The real `etcdctl` (3.4, Debian's etcd-client) against the API. A missing `etcdctl` fails
+//! these tests (scripts/install-deps.sh installs it); they are never skipped. Every command runs with bounded dial and command timeouts and is
 //! killed if it overruns.
 
 use std::process::Stdio;
@@ -8,6 +8,14 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::support::{Builder, TestServer, gossip_like};
+
+/// Fails the test, naming the fix, when etcdctl is missing.
+fn require_etcdctl() {
+    assert!(
+        etcdctl_installed(),
+        "etcdctl is not installed: run scripts/install-deps.sh (Debian's etcd-client)"
+    );
+}
 
 fn etcdctl_installed() -> bool {
     std::process::Command::new("etcdctl")
@@ -80,10 +88,7 @@ async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildS
 
 #[tokio::test]
 async fn etcdctl_kv_txn_watch_lease_member_and_endpoint_commands() {
-    if !etcdctl_installed() {
-        eprintln!("etcdctl is not installed (apt-get install etcd-client); skipping");
-        return;
-    }
+    require_etcdctl();
     let server = TestServer::start().await;
 
     // put / get, prev-kv, revisions, prefix, keys-only, count-only, serializable.
@@ -163,10 +168,7 @@ async fn etcdctl_kv_txn_watch_lease_member_and_endpoint_commands() {
 
 #[tokio::test]
 async fn etcdctl_against_a_protocol_without_linearizable_reads() {
-    if !etcdctl_installed() {
-        eprintln!("etcdctl is not installed (apt-get install etcd-client); skipping");
-        return;
-    }
+    require_etcdctl();
     let server = Builder { protocol: "gossip", guarantees: gossip_like(), ..Builder::default() }
         .start()
         .await;
