@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests and the lab use: etcdctl and etcd 3.4 (Debian's
-# etcd-client and etcd-server) and Prometheus with promtool (Debian's prometheus).
+# etcd-client and etcd-server), Prometheus with promtool (Debian's prometheus), and what the
+# lab's plots (plotters) need to build and to draw text: fontconfig and freetype headers,
+# pkg-config, and a font (DejaVu).
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -8,6 +10,9 @@ need=()
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+for package in pkg-config libfontconfig1-dev libfreetype-dev fonts-dejavu-core; do
+  dpkg -s "$package" >/dev/null 2>&1 || need+=("$package")
+done
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-500}
+# Every protocol the simulator and the server are built with.
+PROTOCOLS=${PROTOCOLS:-raft paxos gossip}
+SIM_FEATURES=conclave-sim/paxos,conclave-sim/gossip
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -16,16 +19,19 @@ cargo fmt --all -- --check
 step "architecture invariants"
 scripts/check-architecture.sh
 
+step "deploy files (offline validation: promtool, kubernetes-validate, compose schema, dashboards)"
+scripts/validate-deploy.sh
+
 step "clippy"
-cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo clippy --workspace --all-targets -F "$SIM_FEATURES" -- -D warnings
 
 step "build (release)"
-cargo build --release --workspace --all-features --bins
+cargo build --release --workspace -F "$SIM_FEATURES" --bins
 
 step "tests (release: the simulator and end-to-end tests run real work)"
-cargo test --release --workspace --all-features
+cargo test --release --workspace -F "$SIM_FEATURES"
 
-for protocol in ${PROTOCOLS:-raft paxos totem gossip}; do
+for protocol in $PROTOCOLS; do
   step "simulator: $protocol, $SEEDS seeds"
-  cargo run --release -q -p conclave-sim --all-features -- --protocol "$protocol" --seeds "$SEEDS"
+  cargo run --release -q -p conclave-sim -F "$SIM_FEATURES" -- --protocol "$protocol" --seeds "$SEEDS"
 done

@@ -102,6 +102,14 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
 impl Cluster {
     /// Writes every node's config and starts them all.
     pub fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        let mut cluster = Self::create(spec)?;
+        cluster.launch(|_, to| to.peer)?;
+        Ok(cluster)
+    }
+
+    /// Picks every node's ports and paths without starting anything, so that a caller can put
+    /// something (the lab's proxy) between the nodes before [`Cluster::launch`].
+    pub fn create(spec: ClusterSpec) -> anyhow::Result<Self> {
         if spec.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -126,11 +134,23 @@ impl Cluster {
                 child: None,
             });
         }
-        let mut members = String::new();
-        for node in &nodes {
-            let _ = writeln!(members, "  \"{}={},{}\",", node.id, node.peer, node.client);
-        }
-        for node in &nodes {
+        Ok(Self { spec, nodes })
+    }
+
+    /// Writes every node's config and starts every node. `peer_addr(from, to)` is the address
+    /// node `from`'s config gives for member `to` (its own entry included): `to.peer` for a
+    /// direct link, or a proxy's listener.
+    pub fn launch(
+        &mut self,
+        peer_addr: impl Fn(&NodeProcess, &NodeProcess) -> SocketAddr,
+    ) -> anyhow::Result<()> {
+        for node in &self.nodes {
+            let mut members = String::new();
+            for other in &self.nodes {
+                let peer = if other.id == node.id { other.peer } else { peer_addr(node, other) };
+                let _ = writeln!(members, "  \"{}={},{}\",", other.id, peer, other.client);
+            }
+            let spec = &self.spec;
             let config = format!(
                 "# Written by conclave-lab.\nnode_id = {}\nprotocol = \"{}\"\ndata_dir = \"{}\"\nclient_listen = \"{}\"\npeer_listen = \"{}\"\nmetrics_listen = \"{}\"\nlog_level = \"{}\"\nmembers = [\n{members}]\n{}\n",
                 node.id,
@@ -145,11 +165,10 @@ impl Cluster {
             std::fs::write(&node.config_path, config)
                 .with_context(|| format!("cannot write {}", node.config_path.display()))?;
         }
-        let mut cluster = Self { spec, nodes };
-        for i in 0..cluster.nodes.len() {
-            cluster.spawn(i)?;
+        for i in 0..self.nodes.len() {
+            self.spawn(i)?;
         }
-        Ok(cluster)
+        Ok(())
     }
 
     fn index(&self, id: u64) -> anyhow::Result<usize> {

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use conclave_lab::cluster::{Cluster, ClusterSpec};
+use conclave_lab::options::{AbOptions, MAX_DURATION, parse_duration};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,34 +39,72 @@ enum Cmd {
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         ready_timeout: Duration,
     },
+    /// Run the same workload and faults against each protocol (and etcd), check the client
+    /// histories, and write a comparison report.
+    Ab(Box<AbOptions>),
+    /// Check a recorded client history (history-<target>.json) for linearizability, stale
+    /// reads and lost updates. Exit code 0: linearizable; 1: not; 2: unreadable.
+    Check {
+        file: PathBuf,
+        /// Search budget per key, in configurations.
+        #[arg(long, default_value_t = 2_000_000)]
+        check_budget: usize,
+    },
     /// Run one node (what `up` starts in each child process; same as `conclaved`).
     #[command(hide = true)]
     Node {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run a command that dies with the lab (used to start etcd).
+    #[command(hide = true)]
+    Guard {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) =
-        text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 =
-        number.parse().map_err(|_| format!("`{text}` is not a duration like 20s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}`; use ms, s or m")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
+/// Makes this process die when the lab that started it does, however the lab ends.
+fn die_with_parent() {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Cmd::Node { args } => {
+            die_with_parent();
             conclaved::main_with_args(std::iter::once("conclaved".to_string()).chain(args))
+        }
+        Cmd::Guard { command } => {
+            use std::os::unix::process::CommandExt;
+            die_with_parent();
+            let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+            eprintln!("conclave-lab guard: cannot run {}: {error}", command[0]);
+            ExitCode::from(127)
+        }
+        Cmd::Check { file, check_budget } => {
+            match conclave_lab::check::check_file(&file, check_budget) {
+                Ok(report) => {
+                    print!("{}", report.render());
+                    if report.linearizable() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                }
+                Err(error) => {
+                    eprintln!("conclave-lab: {error:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Ab(options) => {
+            tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+            let runtime = tokio::runtime::Runtime::new().expect("cannot start the runtime");
+            match runtime.block_on(ab(*options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("conclave-lab: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::Up { protocol, nodes, data_dir, reuse, log_level, ready_timeout } => {
             tracing_subscriber::fmt().with_env_filter("warn").init();
@@ -79,6 +118,29 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+async fn ab(options: AbOptions) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the lab's own executable")?;
+    // Every run is capped: the workload, startup, convergence and a margin, per target and run.
+    let targets = conclave_lab::ab::targets(&options)?.len() as u32;
+    let per_target = options.duration.min(MAX_DURATION)
+        + options.ready_timeout
+        + options.convergence_timeout
+        + Duration::from_secs(120);
+    let cap = per_target * targets * options.runs.max(1) as u32;
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(cap, conclave_lab::ab::run_ab(options, exe)) => outcome,
+        _ = conclaved::server::shutdown_signal() => {
+            eprintln!("\ninterrupted: stopping every process the lab started");
+            anyhow::bail!("interrupted");
+        }
+    };
+    let (results, out) =
+        outcome.map_err(|_| anyhow::anyhow!("the A/B run passed its time cap of {cap:?}"))??;
+    println!("{}", conclave_lab::report::table(&results.summary));
+    println!("report: {}", out.join("report.md").display());
+    Ok(())
 }
 
 async fn up(

@@ -149,6 +149,8 @@ pub struct Config {
     pub log_level: String,
     pub server: ServerSettings,
     pub raft: conclave_raft::RaftConfig,
+    pub paxos: conclave_paxos::PaxosConfig,
+    pub gossip: conclave_gossip::GossipConfig,
 }
 
 impl Default for Config {
@@ -165,6 +167,8 @@ impl Default for Config {
             log_level: "info".into(),
             server: ServerSettings::default(),
             raft: conclave_raft::RaftConfig::default(),
+            paxos: conclave_paxos::PaxosConfig::default(),
+            gossip: conclave_gossip::GossipConfig::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 /// The protocols this build can run.
-pub const BUILT: &[&str] = &["raft"];
+pub const BUILT: &[&str] = &["raft", "paxos", "gossip"];
 
 pub fn built(protocol: ProtocolName) -> bool {
     BUILT.contains(&protocol.as_str())
@@ -57,6 +57,28 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
                 conclave_raft::Raft::new(id, membership, config.raft.clone(), recovered, seed)
                     .context("cannot start raft from the recovered state")?;
             conclave_node::spawn(node_config, raft, store, state_machine, transport, inbox)?
+        }
+        ProtocolName::Paxos => {
+            node_config.tick_interval_ms = config.paxos.tick_interval_ms;
+            let paxos =
+                conclave_paxos::Paxos::new(id, membership, config.paxos.clone(), recovered, seed)
+                    .context("cannot start paxos from the recovered state")?;
+            conclave_node::spawn(node_config, paxos, store, state_machine, transport, inbox)?
+        }
+        ProtocolName::Gossip => {
+            node_config.tick_interval_ms = config.gossip.tick_interval_ms;
+            let mut gossip_config = config.gossip.clone();
+            // Gossip's hybrid logical clock reads physical time as ticks since start plus this
+            // offset: start it at the wall clock, so stamps agree across nodes.
+            gossip_config.clock_offset_ms = gossip_config.clock_offset_ms.saturating_add(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or_default(),
+            );
+            let gossip = conclave_gossip::Gossip::new(id, membership, gossip_config, recovered, seed)
+                .context("cannot start gossip from the recovered state")?;
+            conclave_node::spawn(node_config, gossip, store, state_machine, transport, inbox)?
         }
         other => anyhow::bail!("protocol {other} is not built into this conclaved yet"),
     };

@@ -141,6 +141,7 @@ impl Kv for KvService {
                 return Err(no_atomic_txn(self.ctx.protocol));
             }
             metrics::counter!(TXN_LOCAL_TOTAL, "protocol" => self.ctx.protocol).increment(1);
+            return self.local_txn(txn).await;
         }
         let output = self.ctx.propose(&Command::Txn(txn)).await?;
         let Output::Txn(answer) = output else { return Err(unexpected(&output)) };
@@ -157,6 +158,32 @@ impl Kv for KvService {
         let output = self.ctx.propose(&Command::Compact { revision }).await?;
         let Output::Compact { revision } = output else { return Err(unexpected(&output)) };
         Ok(Response::new(CompactionResponse { header: self.ctx.header(revision) }))
+    }
+}
+
+impl KvService {
+    /// A txn with compares under a protocol without atomic compare-and-swap, downgraded: the
+    /// compares are evaluated on this replica, and only the chosen branch is proposed, as a txn
+    /// without compares (which such a protocol applies like any write). Another replica may
+    /// have decided differently at the same moment: that is the anomaly the downgrade accepts.
+    async fn local_txn(
+        &self,
+        txn: conclave_kv::TxnRequest,
+    ) -> Result<Response<TxnResponse>, Status> {
+        self.ctx.read_barrier(true).await?;
+        let probe = conclave_kv::TxnRequest {
+            compare: txn.compare.clone(),
+            success: Vec::new(),
+            failure: Vec::new(),
+        };
+        let succeeded = self.ctx.read_store().txn_read(&probe).map_err(|e| kv_status(&e))?.succeeded;
+        let branch = if succeeded { txn.success } else { txn.failure };
+        let chosen = conclave_kv::TxnRequest { compare: Vec::new(), success: branch, failure: Vec::new() };
+        let output = self.ctx.propose(&Command::Txn(chosen)).await?;
+        let Output::Txn(mut answer) = output else { return Err(unexpected(&output)) };
+        answer.succeeded = succeeded;
+        let header = self.ctx.header(answer.revision);
+        Ok(Response::new(convert::txn_response(answer, header)))
     }
 }
 

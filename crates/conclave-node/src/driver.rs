@@ -265,10 +265,12 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         let mut status = self.protocol.status();
         status.applied_index = self.applied;
         let m = &self.metrics;
-        m.is_leader.set(if status.role == Role::Leader { 1.0 } else { 0.0 });
-        m.has_leader.set(if status.leader.is_some() { 1.0 } else { 0.0 });
-        if status.leader != self.last_leader && status.leader.is_some() {
-            m.leader_changes.increment(1);
+        if let Some(l) = &m.leadership {
+            l.is_leader.set(if status.role == Role::Leader { 1.0 } else { 0.0 });
+            l.has_leader.set(if status.leader.is_some() { 1.0 } else { 0.0 });
+            if status.leader != self.last_leader && status.leader.is_some() {
+                l.leader_changes.increment(1);
+            }
         }
         self.last_leader = status.leader;
         m.term.set(status.term as f64);

@@ -73,7 +73,7 @@ where
         applied: AtomicU64::new(applied),
         closed: AtomicBool::new(false),
     });
-    let metrics = Arc::new(NodeMetrics::new(name));
+    let metrics = Arc::new(NodeMetrics::new(name, guarantees.has_leader));
     let (requests_tx, requests_rx) = mpsc::channel(config.max_pending_requests);
     let driver = Driver {
         config: config.clone(),

@@ -71,13 +71,21 @@ pub fn describe() {
     describe_gauge!(names::MEMBERS, "Members in this node's view of the cluster");
 }
 
+/// The series of a protocol with a leader.
+#[derive(Debug)]
+pub struct LeaderMetrics {
+    pub is_leader: Gauge,
+    pub has_leader: Gauge,
+    pub leader_changes: Counter,
+}
+
 /// Registered metric handles for one node.
 #[derive(Debug)]
 pub struct NodeMetrics {
     protocol: &'static str,
-    pub is_leader: Gauge,
-    pub has_leader: Gauge,
-    pub leader_changes: Counter,
+    /// Leader series, only for protocols that elect a leader (absent for gossip and Totem,
+    /// so that "no leader" alerts never fire for them).
+    pub leadership: Option<LeaderMetrics>,
     pub term: Gauge,
     pub committed: Counter,
     pub failed: Counter,
@@ -104,15 +112,18 @@ enum Series {
 }
 
 impl NodeMetrics {
-    pub fn new(protocol: &'static str) -> Self {
+    /// Registers the node's series; `has_leader` says whether the protocol elects a leader.
+    pub fn new(protocol: &'static str, has_leader: bool) -> Self {
         let p = ("protocol", protocol);
         gauge!(names::BUILD_INFO, "protocol" => protocol, "version" => env!("CARGO_PKG_VERSION"))
             .set(1.0);
         Self {
             protocol,
-            is_leader: gauge!(names::IS_LEADER, &[p]),
-            has_leader: gauge!(names::HAS_LEADER, &[p]),
-            leader_changes: counter!(names::LEADER_CHANGES_TOTAL, &[p]),
+            leadership: has_leader.then(|| LeaderMetrics {
+                is_leader: gauge!(names::IS_LEADER, &[p]),
+                has_leader: gauge!(names::HAS_LEADER, &[p]),
+                leader_changes: counter!(names::LEADER_CHANGES_TOTAL, &[p]),
+            }),
             term: gauge!(names::TERM, &[p]),
             committed: counter!(names::PROPOSALS_TOTAL, "protocol" => protocol, "outcome" => names::OUTCOME_COMMITTED),
             failed: counter!(names::PROPOSALS_TOTAL, "protocol" => protocol, "outcome" => names::OUTCOME_FAILED),

@@ -19,6 +19,7 @@ mod counters;
 mod election;
 mod error;
 mod follower;
+mod forwarded;
 mod hard_state;
 mod leadership;
 mod log;

@@ -64,8 +64,6 @@ pub enum RaftMessage {
     TimeoutNow { term: u64 },
     /// A follower forwards a client proposal to its leader.
     Propose { request: RequestId, command: Bytes },
-    /// The leader could not accept a forwarded proposal.
-    ProposeRejected { request: RequestId, leader: Option<NodeId> },
     /// A follower forwards a linearizable read to its leader (thesis §6.4).
     ReadIndex { request: RequestId },
     /// The leader's answer: serve once applied through `index`, or `None` if it cannot answer
@@ -87,10 +85,7 @@ impl RaftMessage {
             | Self::InstallSnapshot { term, .. }
             | Self::InstallSnapshotResponse { term, .. }
             | Self::TimeoutNow { term } => Some(*term),
-            Self::Propose { .. }
-            | Self::ProposeRejected { .. }
-            | Self::ReadIndex { .. }
-            | Self::ReadIndexResponse { .. } => None,
+            Self::Propose { .. } | Self::ReadIndex { .. } | Self::ReadIndexResponse { .. } => None,
         }
     }
 
@@ -121,7 +116,6 @@ impl RaftMessage {
             Self::InstallSnapshotResponse { .. } => "install_snapshot_response",
             Self::TimeoutNow { .. } => "timeout_now",
             Self::Propose { .. } => "propose",
-            Self::ProposeRejected { .. } => "propose_rejected",
             Self::ReadIndex { .. } => "read_index",
             Self::ReadIndexResponse { .. } => "read_index_response",
         }

@@ -80,6 +80,8 @@ pub struct Raft {
     pub(crate) applied: u64,
     pub(crate) out: Outbox,
     pub(crate) counters: Counters,
+    /// Forwarded proposals already appended, to drop duplicates.
+    pub(crate) forwarded_seen: crate::forwarded::ForwardedSeen,
 }
 
 impl Raft {
@@ -158,6 +160,7 @@ impl Raft {
             applied: offset_index,
             out: Outbox::default(),
             counters: Counters::default(),
+            forwarded_seen: Default::default(),
         };
         raft.reset_election_timer();
         Ok(raft)
@@ -351,9 +354,6 @@ impl Raft {
             }
             RaftMessage::Propose { request, command } => {
                 return self.handle_forwarded_proposal(from, request, command);
-            }
-            RaftMessage::ProposeRejected { request, leader } => {
-                return self.reject(request, ConsensusError::NotLeader { leader });
             }
             RaftMessage::ReadIndex { request } => return self.handle_forwarded_read(from, request),
             RaftMessage::ReadIndexResponse { request, index, leader } => {

@@ -154,13 +154,18 @@ impl Raft {
     ) {
         match &self.lead {
             Some(lead) if lead.transferee.is_none() => {
+                // A duplicated message must not order the command twice.
+                if !self.forwarded_seen.insert(from, request) {
+                    return;
+                }
                 let entry = Entry::command(self.log.last_index() + 1, self.term, command);
                 self.append_as_leader(entry);
             }
-            _ => {
-                let leader = self.leader_hint().filter(|&l| l != self.id);
-                self.send(from, RaftMessage::ProposeRejected { request, leader });
-            }
+            // Not (or no longer) the leader: drop it. Refusing would tell the client "not
+            // applied", which is false if this is a duplicate of a proposal this replica
+            // already appended while it led; dropped, the client times out and treats the
+            // write as possibly applied, which is always true.
+            _ => {}
         }
     }
 }

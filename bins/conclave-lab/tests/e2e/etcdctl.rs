@@ -154,7 +154,10 @@ pub fn check_perf(protocol: &str) {
     );
     let text = String::from_utf8_lossy(&output.stdout).to_string()
         + &String::from_utf8_lossy(&output.stderr);
-    println!("{text}");
+    // The progress bar is noise; keep the verdict lines.
+    for line in text.split(['\n', '\r']).filter(|l| l.contains("PASS") || l.contains("FAIL")) {
+        println!("{}", line.trim_start_matches(|c: char| c != 'P' && c != 'F'));
+    }
     assert!(output.status.success(), "check perf failed:\n{text}");
     assert!(text.contains("PASS: Throughput"), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
@@ -170,4 +173,100 @@ fn raft_etcdctl() {
 fn raft_check_perf() {
     let _serial = serial();
     check_perf("raft");
+}
+
+#[test]
+fn paxos_etcdctl() {
+    let _serial = serial();
+    suite("paxos");
+}
+
+/// Gossip serves the everyday commands; what it cannot promise is refused by default, naming
+/// the protocol, and served locally with `downgrade_unsupported`.
+fn gossip_suite(downgrade: bool) {
+    let rt = runtime();
+    let extra = if downgrade { "[server]\ndowngrade_unsupported = true\n" } else { "" };
+    let cluster = start(&rt, "gossip", 3, extra);
+    let all = cluster.endpoints();
+    let one = &all[..1];
+    assert_eq!(etcdctl_ok(one, &["put", "g/a", "1"]).trim(), "OK");
+    assert_eq!(etcdctl_ok(one, &["get", "g/a", "--consistency=s"]), "g/a\n1\n");
+    // The write reaches the other replicas by anti-entropy.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while etcdctl_ok(&all[2..3], &["get", "g/a", "--consistency=s"]) != "g/a\n1\n" {
+        assert!(Instant::now() < deadline, "the write never reached node 3");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let linearizable = etcdctl(one, &["get", "g/a"], None, Duration::from_secs(20));
+    let txn = etcdctl(
+        one,
+        &["txn"],
+        Some("value(\"g/a\") = \"1\"\n\nput g/a 2\n\nput g/a 3\n\n"),
+        Duration::from_secs(20),
+    );
+    if downgrade {
+        assert!(linearizable.status.success(), "{}", String::from_utf8_lossy(&linearizable.stderr));
+        assert_eq!(String::from_utf8_lossy(&linearizable.stdout), "g/a\n1\n");
+        assert!(
+            String::from_utf8_lossy(&txn.stdout).starts_with("SUCCESS"),
+            "{}",
+            String::from_utf8_lossy(&txn.stderr)
+        );
+        assert_eq!(
+            etcdctl_ok(one, &["get", "g/a", "--print-value-only", "--consistency=s"]),
+            "2\n"
+        );
+    } else {
+        for (what, output) in [("linearizable get", &linearizable), ("txn", &txn)] {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{what} must be refused under gossip");
+            assert!(stderr.contains("gossip"), "{what}: the error names the protocol: {stderr}");
+        }
+    }
+    // delete, watch, member list, endpoint status
+    let mut watch = Command::new(tool("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", all[0]))
+        .args(["watch", "g/", "--prefix"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    etcdctl_ok(one, &["put", "g/w", "x"]);
+    assert_eq!(etcdctl_ok(one, &["del", "g/w"]).trim(), "1");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 5 && Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(seen, ["PUT", "g/w", "x", "DELETE", "g/w"], "watch output");
+    assert_eq!(etcdctl_ok(one, &["member", "list"]).lines().count(), 3);
+    let status = etcdctl_ok(one, &["endpoint", "status", "--cluster", "-w", "fields"]);
+    assert_eq!(status.lines().filter(|l| l.starts_with("\"MemberID\"")).count(), 3, "{status}");
+}
+
+#[test]
+fn gossip_etcdctl_refuses_what_it_cannot_promise() {
+    let _serial = serial();
+    gossip_suite(false);
+}
+
+#[test]
+fn gossip_etcdctl_downgraded() {
+    let _serial = serial();
+    gossip_suite(true);
 }

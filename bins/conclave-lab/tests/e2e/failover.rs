@@ -128,3 +128,9 @@ fn raft_leader_kill() {
     let _serial = serial();
     leader_kill("raft", Duration::from_secs(2));
 }
+
+#[test]
+fn paxos_leader_kill() {
+    let _serial = serial();
+    leader_kill("paxos", Duration::from_secs(2));
+}

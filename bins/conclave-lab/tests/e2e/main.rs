@@ -6,9 +6,11 @@
 //! Tests take a global lock and run one at a time: they measure availability, and parallel
 //! clusters on two cores would measure each other.
 
+mod ab;
 mod config;
 mod etcdctl;
 mod failover;
 mod limits;
 mod metrics;
+mod prometheus;
 mod support;

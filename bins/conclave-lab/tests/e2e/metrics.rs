@@ -35,7 +35,9 @@ pub fn check(protocol: &str, specific: &[&str]) {
     // measured once a second.
     for i in 0..20 {
         rt.block_on(conclave_lab::client::put(&endpoints[i % 3], &format!("m/{i}"), "v")).unwrap();
-        rt.block_on(conclave_lab::client::get(&endpoints[i % 3], &format!("m/{i}"), i % 2 == 0))
+        // Gossip offers no linearizable reads: read serializably there.
+        let serializable = i % 2 == 0 || protocol == "gossip";
+        rt.block_on(conclave_lab::client::get(&endpoints[i % 3], &format!("m/{i}"), serializable))
             .unwrap();
     }
     std::thread::sleep(Duration::from_millis(1500));
@@ -61,6 +63,15 @@ pub fn check(protocol: &str, specific: &[&str]) {
             });
             assert!(found, "node {}: no {name} with protocol=\"{protocol}\"", node.id);
         }
+        if !leader_based {
+            for name in LEADER {
+                assert!(
+                    !body.contains(name),
+                    "node {}: {name} must be absent without a leader",
+                    node.id
+                );
+            }
+        }
         let (code, health) = http_get(node.metrics, "/health");
         assert_eq!(code, 200, "node {} unhealthy: {health}", node.id);
     }
@@ -70,4 +81,16 @@ pub fn check(protocol: &str, specific: &[&str]) {
 fn raft_metrics_pass_promtool() {
     let _serial = serial();
     check("raft", &["conclave_raft_elections_total"]);
+}
+
+#[test]
+fn paxos_metrics_pass_promtool() {
+    let _serial = serial();
+    check("paxos", &["conclave_paxos_phase1_total"]);
+}
+
+#[test]
+fn gossip_metrics_pass_promtool() {
+    let _serial = serial();
+    check("gossip", &["conclave_gossip_rounds_total"]);
 }

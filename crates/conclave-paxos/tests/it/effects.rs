@@ -1,0 +1,336 @@
+//! Exact effects of single events on one replica, driven by hand.
+
+use bytes::Bytes;
+use conclave_core::{
+    ConsensusError, Entry, EntryKind, Membership, NodeId, Protocol, Ready, Recovered, RequestId,
+};
+use conclave_paxos::{Ballot, HardState, Message, Paxos, PaxosConfig, PlantedBug};
+
+fn members(n: u64) -> Membership {
+    Membership::new((1..=n).map(NodeId))
+}
+
+fn replica(n: u64, config: PaxosConfig) -> Paxos {
+    Paxos::new(NodeId(1), members(n), config, Recovered::default(), 42).unwrap()
+}
+
+fn step(node: &mut Paxos, from: u64, msg: Message) -> Ready<Message> {
+    node.step(NodeId(from), msg);
+    node.ready()
+}
+
+fn b(round: u64, node: u64) -> Ballot {
+    Ballot::new(round, NodeId(node))
+}
+
+fn cmd(index: u64, ballot: Ballot, data: &'static str) -> Entry {
+    Entry::command(index, ballot.to_u64(), Bytes::from_static(data.as_bytes()))
+}
+
+fn only_message(ready: &Ready<Message>) -> (NodeId, &Message) {
+    assert_eq!(ready.messages.len(), 1, "expected one message, got {:?}", ready.messages);
+    (ready.messages[0].to, &ready.messages[0].msg)
+}
+
+fn promised_in(ready: &Ready<Message>) -> Option<Ballot> {
+    ready.hard_state.as_ref().map(|hs| HardState::decode(hs).unwrap().promised)
+}
+
+/// Node 1 follows node 2, leading at ballot 1.2, and accepted slots 1..=3 from it.
+fn follower_with_three_slots(config: PaxosConfig) -> Paxos {
+    let mut node = replica(3, config);
+    let entries = vec![cmd(1, b(1, 2), "a"), cmd(2, b(1, 2), "b"), cmd(3, b(1, 2), "c")];
+    let ready =
+        step(&mut node, 2, Message::Accept { ballot: b(1, 2), tick: 1, commit: 0, entries });
+    assert_eq!(promised_in(&ready), Some(b(1, 2)), "accepting raises the promise");
+    assert_eq!(ready.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3]);
+    node
+}
+
+// Reference: Paxos Made Simple §2.2, phase 1 (b); P1a.
+#[test]
+fn promise_reports_accepted_records_and_is_persisted_in_the_same_ready() {
+    let mut node = follower_with_three_slots(PaxosConfig::default());
+    let ready = step(&mut node, 2, Message::Prepare { ballot: b(2, 2), start: 2 });
+    assert_eq!(promised_in(&ready), Some(b(2, 2)), "the promise is hard state of this Ready");
+    let (to, msg) = only_message(&ready);
+    assert_eq!(to, NodeId(2));
+    assert_eq!(
+        msg,
+        &Message::Promise {
+            ballot: b(2, 2),
+            commit: 0,
+            accepted: vec![cmd(2, b(1, 2), "b"), cmd(3, b(1, 2), "c")],
+        }
+    );
+    assert_eq!(node.promised(), b(2, 2));
+}
+
+// Reference: Paxos Made Simple §2.2, P1a — ignore prepares ≤ and accepts < the promise.
+#[test]
+fn lower_or_equal_prepares_and_lower_accepts_are_refused() {
+    let mut node = follower_with_three_slots(PaxosConfig::default());
+    let _ = step(&mut node, 2, Message::Prepare { ballot: b(2, 2), start: 1 });
+    let ready = step(&mut node, 2, Message::Prepare { ballot: b(2, 2), start: 1 });
+    assert!(ready.hard_state.is_none());
+    assert_eq!(
+        only_message(&ready).1,
+        &Message::Reject { ballot: b(2, 2), promised: b(2, 2), leader: Some(NodeId(2)) }
+    );
+    let entries = vec![cmd(4, b(1, 2), "d")];
+    let ready =
+        step(&mut node, 2, Message::Accept { ballot: b(1, 2), tick: 2, commit: 0, entries });
+    assert!(ready.entries.is_empty(), "nothing accepted below the promise");
+    assert!(
+        matches!(only_message(&ready).1, Message::Reject { promised, .. } if *promised == b(2, 2))
+    );
+    assert!(node.accepted(4).is_none());
+}
+
+// Reference: Multi-Paxos leases — an acceptor that heard its leader refuses other proposers.
+#[test]
+fn a_loyal_acceptor_refuses_other_proposers_until_the_timeout() {
+    let mut node = follower_with_three_slots(PaxosConfig::default());
+    let ready = step(&mut node, 3, Message::Prepare { ballot: b(5, 3), start: 1 });
+    assert!(ready.hard_state.is_none());
+    assert_eq!(
+        only_message(&ready).1,
+        &Message::Reject { ballot: b(5, 3), promised: b(1, 2), leader: Some(NodeId(2)) }
+    );
+    // 15 ticks (the minimum timeout) without hearing node 2: node 1 may promise again. It may
+    // also have started its own phase 1 meanwhile; the higher prepare still wins.
+    for _ in 0..15 {
+        node.tick();
+        let _ = node.ready();
+    }
+    let ready = step(&mut node, 3, Message::Prepare { ballot: b(50, 3), start: 1 });
+    assert_eq!(promised_in(&ready), Some(b(50, 3)));
+    assert!(
+        matches!(only_message(&ready).1, Message::Promise { accepted, .. } if accepted.len() == 3)
+    );
+}
+
+// Reference: the planted bug breaks "persist before answering" (§2.2, P1a across crashes).
+#[test]
+fn planted_bug_answers_a_prepare_without_hard_state() {
+    let config = PaxosConfig {
+        planted_bug: Some(PlantedBug::AnswerPrepareBeforePersisting),
+        ..PaxosConfig::default()
+    };
+    let mut node = follower_with_three_slots(config);
+    let ready = step(&mut node, 2, Message::Prepare { ballot: b(2, 2), start: 1 });
+    assert!(matches!(only_message(&ready).1, Message::Promise { .. }));
+    assert!(ready.hard_state.is_none(), "the bug leaves the promise out of the hard state");
+}
+
+// Reference: Paxos Made Simple §2.2, P2c and §3 (gaps are filled with no-ops).
+#[test]
+fn new_leader_proposes_the_highest_ballot_value_per_slot_and_fills_gaps() {
+    let mut node = replica(5, PaxosConfig::default());
+    node.campaign();
+    let ready = node.ready();
+    let ballot = node.current_ballot();
+    assert_eq!(ballot.node, NodeId(1));
+    assert!(ready.hard_state.is_some(), "the round used is persisted before the prepares leave");
+    let prepares: Vec<_> = ready.messages.iter().map(|m| (m.to, m.msg.clone())).collect();
+    assert_eq!(prepares.len(), 4);
+    assert!(prepares.iter().all(|(_, m)| *m == Message::Prepare { ballot, start: 1 }));
+    assert_eq!(node.promised(), Ballot::ZERO, "a candidate promises itself only once it wins");
+
+    let from2 = vec![cmd(1, b(1, 2), "a"), cmd(2, b(1, 2), "b"), cmd(5, b(1, 2), "e")];
+    let ready = step(&mut node, 2, Message::Promise { ballot, commit: 0, accepted: from2 });
+    assert!(ready.messages.is_empty() && !node.is_leader());
+    let from3 = vec![cmd(1, b(2, 3), "A"), cmd(3, b(1, 3), "c")];
+    let ready = step(&mut node, 3, Message::Promise { ballot, commit: 0, accepted: from3 });
+    assert!(node.is_leader());
+    assert_eq!(promised_in(&ready), Some(ballot));
+    let accept = ready
+        .messages
+        .iter()
+        .find_map(|m| match &m.msg {
+            Message::Accept { entries, .. } if m.to == NodeId(2) => Some(entries.clone()),
+            _ => None,
+        })
+        .expect("an accept batch to node 2");
+    let term = ballot.to_u64();
+    assert_eq!(
+        accept,
+        vec![
+            cmd(1, ballot, "A"),
+            cmd(2, ballot, "b"),
+            cmd(3, ballot, "c"),
+            Entry::noop(4, term),
+            cmd(5, ballot, "e"),
+        ]
+    );
+    assert_eq!(ready.entries, accept, "the leader accepts its own proposals durably first");
+}
+
+// Reference: a learned (chosen) slot is adopted, not proposed again.
+#[test]
+fn new_leader_adopts_slots_a_promise_reports_as_chosen() {
+    let mut node = replica(3, PaxosConfig::default());
+    node.campaign();
+    let ballot = node.current_ballot();
+    let _ = node.ready();
+    let from2 = vec![cmd(1, b(1, 2), "a"), cmd(2, b(1, 2), "b")];
+    let ready = step(&mut node, 2, Message::Promise { ballot, commit: 1, accepted: from2 });
+    assert!(node.is_leader());
+    assert_eq!(ready.committed, vec![cmd(1, Ballot::ZERO, "a")], "committed entries carry term 0");
+    let accepted: Vec<_> = ready
+        .messages
+        .iter()
+        .filter_map(|m| match &m.msg {
+            Message::Accept { entries, .. } => Some(entries.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, vec![vec![cmd(2, ballot, "b")]; 2]);
+}
+
+// Reference: the planted bug breaks P2c: the leader ignores what promises reported.
+#[test]
+fn planted_bug_makes_the_leader_use_its_own_value() {
+    let config = PaxosConfig {
+        planted_bug: Some(PlantedBug::IgnoreAcceptedValuesInPromises),
+        ..PaxosConfig::default()
+    };
+    let mut node = replica(3, config);
+    node.campaign();
+    let ballot = node.current_ballot();
+    let _ = node.ready();
+    let from2 = vec![cmd(1, b(1, 2), "a")];
+    let _ = step(&mut node, 2, Message::Promise { ballot, commit: 0, accepted: from2 });
+    assert!(node.is_leader());
+    node.propose(RequestId(1), Bytes::from_static(b"mine"));
+    let ready = node.ready();
+    assert_eq!(ready.entries, vec![cmd(1, ballot, "mine")]);
+}
+
+// Reference: acceptors accept in slot order, so the stored log has no holes.
+#[test]
+fn an_accept_past_a_hole_is_not_accepted() {
+    let mut node = replica(3, PaxosConfig::default());
+    let entries = vec![cmd(3, b(1, 2), "c")];
+    let ready =
+        step(&mut node, 2, Message::Accept { ballot: b(1, 2), tick: 7, commit: 0, entries });
+    assert!(ready.entries.is_empty());
+    assert_eq!(
+        only_message(&ready).1,
+        &Message::Accepted {
+            ballot: b(1, 2),
+            tick: 7,
+            first: 3,
+            last: 2,
+            commit: 0,
+            log_last: 0,
+            need_from: None
+        }
+    );
+    let entries = vec![cmd(1, b(1, 2), "a"), cmd(2, b(1, 2), "b")];
+    let ready =
+        step(&mut node, 2, Message::Accept { ballot: b(1, 2), tick: 8, commit: 1, entries });
+    assert_eq!(ready.entries.len(), 2);
+    assert_eq!(ready.committed, vec![cmd(1, Ballot::ZERO, "a")], "commit 1 learned with the batch");
+    assert!(matches!(
+        only_message(&ready).1,
+        Message::Accepted { first: 1, last: 2, commit: 1, .. }
+    ));
+}
+
+// Reference: Paxos Made Simple §2.3 — learners learn from the distinguished proposer.
+#[test]
+fn learner_learns_matching_ballots_and_asks_for_the_rest() {
+    let mut node = follower_with_three_slots(PaxosConfig::default());
+    let ready = step(&mut node, 2, Message::Heartbeat { ballot: b(1, 2), tick: 3, commit: 2 });
+    assert_eq!(ready.committed.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2]);
+    // A new leader (ballot 3.3) says slot 3 is chosen; node 1's record is from ballot 1.2, so
+    // it cannot know the value and asks for it.
+    let ready = step(&mut node, 3, Message::Heartbeat { ballot: b(3, 3), tick: 1, commit: 4 });
+    assert!(ready.committed.is_empty());
+    assert!(matches!(
+        only_message(&ready).1,
+        Message::HeartbeatAck { commit: 2, need_from: Some(3), .. }
+    ));
+    let entries = vec![cmd(3, b(3, 3), "C"), Entry::noop(4, b(3, 3).to_u64())];
+    let ready =
+        step(&mut node, 3, Message::Chosen { ballot: b(3, 3), tick: 2, commit: 4, entries });
+    assert_eq!(ready.committed.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(ready.committed[0].data, Bytes::from_static(b"C"));
+    assert_eq!(ready.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(node.commit_index(), 4);
+}
+
+#[test]
+fn proposals_are_forwarded_to_the_known_leader_or_refused() {
+    let mut node = replica(3, PaxosConfig::default());
+    node.propose(RequestId(9), Bytes::from_static(b"x"));
+    let ready = node.ready();
+    assert_eq!(ready.rejected.len(), 1);
+    assert_eq!(ready.rejected[0].error, ConsensusError::NotLeader { leader: None });
+
+    let _ = step(&mut node, 2, Message::Heartbeat { ballot: b(1, 2), tick: 1, commit: 0 });
+    node.propose(RequestId(10), Bytes::from_static(b"y"));
+    node.propose(RequestId(11), Bytes::from_static(b"z"));
+    let ready = node.ready();
+    assert!(ready.rejected.is_empty());
+    let (to, msg) = only_message(&ready);
+    assert_eq!(to, NodeId(2));
+    let Message::Forward { commands, seq, .. } = msg else { panic!("expected a forward: {msg:?}") };
+    assert_eq!(commands, &vec![Bytes::from_static(b"y"), Bytes::from_static(b"z")]);
+    assert_eq!(*seq, 1);
+}
+
+// A duplicated forward must not be proposed twice (it would be applied twice).
+#[test]
+fn a_leader_takes_a_forwarded_batch_once() {
+    let mut node = replica(3, PaxosConfig::default());
+    node.campaign();
+    let ballot = node.current_ballot();
+    let _ = node.ready();
+    let _ = step(&mut node, 2, Message::Promise { ballot, commit: 0, accepted: vec![] });
+    assert!(node.is_leader());
+    let forward =
+        Message::Forward { session: 9, seq: 1, commands: vec![Bytes::from_static(b"once")] };
+    let first = step(&mut node, 2, forward.clone());
+    assert_eq!(first.entries, vec![cmd(1, ballot, "once")]);
+    let again = step(&mut node, 2, forward);
+    assert!(again.entries.is_empty() && again.messages.is_empty(), "the duplicate is dropped");
+}
+
+#[test]
+fn promise_and_accepted_records_survive_a_restart() {
+    let mut node = follower_with_three_slots(PaxosConfig::default());
+    let mut stored = Recovered::default();
+    let ready = step(&mut node, 2, Message::Prepare { ballot: b(2, 2), start: 1 });
+    stored.hard_state = ready.hard_state;
+    stored.entries = vec![cmd(1, b(1, 2), "a"), cmd(2, b(1, 2), "b"), cmd(3, b(1, 2), "c")];
+    let restarted = Paxos::new(NodeId(1), members(3), PaxosConfig::default(), stored, 1).unwrap();
+    assert_eq!(restarted.promised(), b(2, 2));
+    let (ballot, entry) = restarted.accepted(2).unwrap();
+    assert_eq!(ballot, b(1, 2));
+    assert_eq!(entry.data, Bytes::from_static(b"b"));
+    assert_eq!(restarted.commit_index(), 0, "chosen slots are learned again from the leader");
+}
+
+#[test]
+fn status_counters_and_guarantees() {
+    let mut node = replica(3, PaxosConfig::default());
+    node.campaign();
+    let ballot = node.current_ballot();
+    let _ = node.ready();
+    let _ = step(&mut node, 2, Message::Promise { ballot, commit: 0, accepted: vec![] });
+    let status = node.status();
+    assert_eq!(status.role, conclave_core::Role::Leader);
+    assert_eq!(status.leader, Some(NodeId(1)));
+    assert_eq!(status.term, ballot.round);
+    assert_eq!(status.members, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    let counters = node.counters();
+    assert!(counters.contains(&("phase1_total", 1)));
+    assert!(counters.contains(&("ballot", ballot.round)));
+    assert!(counters.contains(&("leader_changes_total", 1)));
+    let g = node.guarantees();
+    assert!(g.linearizable_writes && g.linearizable_reads && g.has_leader);
+    assert_eq!(g.fault_tolerance, Some(1));
+    assert_eq!(EntryKind::Noop, Entry::noop(1, 1).kind);
+}

@@ -1,0 +1,20 @@
+//! Integration tests of the simulator, one module per subject. The heavier ones (planted bugs)
+//! stop at the first failing seed; run them in release for speed:
+//! `cargo test --release -p conclave-sim`.
+
+mod cli;
+mod determinism;
+mod faults;
+mod healthy;
+mod planted;
+#[cfg(feature = "paxos")]
+mod paxos;
+#[cfg(feature = "gossip")]
+mod gossip;
+
+use conclave_sim::SimConfig;
+
+/// The defaults, duplicated messages included.
+pub fn config() -> SimConfig {
+    SimConfig::default()
+}
