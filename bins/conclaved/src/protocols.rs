@@ -76,8 +76,9 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
                     .map(|d| d.as_millis() as i64)
                     .unwrap_or_default(),
             );
-            let gossip = conclave_gossip::Gossip::new(id, membership, gossip_config, recovered, seed)
-                .context("cannot start gossip from the recovered state")?;
+            let gossip =
+                conclave_gossip::Gossip::new(id, membership, gossip_config, recovered, seed)
+                    .context("cannot start gossip from the recovered state")?;
             conclave_node::spawn(node_config, gossip, store, state_machine, transport, inbox)?
         }
         other => anyhow::bail!("protocol {other} is not built into this conclaved yet"),

@@ -176,9 +176,11 @@ impl KvService {
             success: Vec::new(),
             failure: Vec::new(),
         };
-        let succeeded = self.ctx.read_store().txn_read(&probe).map_err(|e| kv_status(&e))?.succeeded;
+        let succeeded =
+            self.ctx.read_store().txn_read(&probe).map_err(|e| kv_status(&e))?.succeeded;
         let branch = if succeeded { txn.success } else { txn.failure };
-        let chosen = conclave_kv::TxnRequest { compare: Vec::new(), success: branch, failure: Vec::new() };
+        let chosen =
+            conclave_kv::TxnRequest { compare: Vec::new(), success: branch, failure: Vec::new() };
         let output = self.ctx.propose(&Command::Txn(chosen)).await?;
         let Output::Txn(mut answer) = output else { return Err(unexpected(&output)) };
         answer.succeeded = succeeded;

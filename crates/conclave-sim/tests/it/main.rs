@@ -5,12 +5,12 @@
 mod cli;
 mod determinism;
 mod faults;
-mod healthy;
-mod planted;
-#[cfg(feature = "paxos")]
-mod paxos;
 #[cfg(feature = "gossip")]
 mod gossip;
+mod healthy;
+#[cfg(feature = "paxos")]
+mod paxos;
+mod planted;
 
 use conclave_sim::SimConfig;
 
