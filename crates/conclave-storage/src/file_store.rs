@@ -8,26 +8,40 @@
 //! snap/<index>-<term>.snap   snapshots, written atomically; the newest `snapshots_to_keep`
 //! ```
 //!
-//! Every segment opens with a segment header, then the hard state, snapshot marker and
-//! compaction bound current when it was created, so older segments are never needed for them.
 //! A batch becomes records appended to the active segment: snapshot marker, hard state,
-//! truncation, entries, compaction bound — the batch's field order. `write` hands them to the
-//! kernel; `sync` is one `fdatasync` of the active segment, however many writes came before it
-//! (group commit).
+//! truncation, entries (split over as many records as the size limit needs), compaction bound —
+//! the batch's field order — and last a commit record. `write` hands them to the kernel in one
+//! go; `sync` is one `fdatasync` of the active segment, however many writes came before it
+//! (group commit). Recovery applies a batch only when it reads the batch's commit record, and
+//! cuts the last segment back to its last commit, so a write is all-or-nothing: a crash cannot
+//! keep the truncation of a suffix and lose the entries that were to replace it.
+//!
+//! Every segment opens with a head — a segment header, then the hard state, snapshot marker and
+//! compaction bound current when it was created — so older segments are never needed for them.
+//! The head is a batch of its own, with its own commit record.
 //!
 //! A segment is sealed once it has reached `segment_size_bytes` and everything in it is synced:
-//! the first write after such a sync opens the next segment. So only the active segment ever
-//! holds unsynced bytes, and only it can end in a torn record. Sealed segments are deleted, oldest
-//! first, once every entry they hold is at or below both the current snapshot and the highest
-//! `compact_to` — and only after a sync has made the snapshot marker that covers them durable.
+//! the first write after such a sync opens the next segment, writes its head and then the
+//! write's batch. Three things follow, and recovery relies on each:
+//!
+//! - A batch never spans two segments, so every sealed segment ends with a commit record.
+//! - Only the active segment ever holds unsynced bytes, so only it can end in a torn record or
+//!   in a batch without its commit.
+//! - A head restates only synced state (a segment rolls only when nothing is staged), so it
+//!   never carries part of an unsynced write: whatever a crash keeps of the new segment, its
+//!   head agrees with the sealed segments before it.
+//!
+//! Sealed segments are deleted, oldest first, once every entry they hold is at or below both the
+//! current snapshot and the highest `compact_to` — and only after a sync has made the snapshot
+//! marker that covers them durable.
 
 use crate::plan::{Bounds, Plan};
-use crate::record::{Encoder, Record, SegmentHeader, SnapshotMarker};
+use crate::record::{Encoder, SegmentHeader, SnapshotMarker};
 use crate::replay::Replay;
 use crate::snapshot_file::{self, EncodedSnapshot};
 use crate::{FileStoreOptions, LogStore, StorageError, WriteBatch, fsutil, segment};
 use bytes::Bytes;
-use conclave_core::{Entry, Recovered};
+use conclave_core::Recovered;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -78,9 +92,11 @@ struct SegmentInfo {
 impl FileStore {
     /// Opens the store in `dir` (creating it if needed) and recovers what was durable.
     ///
-    /// A torn tail of the last segment is truncated away and logged. Any other damage —
-    /// a bad record followed by valid ones, a bad record in a sealed segment, a missing segment
-    /// or snapshot — fails with [`StorageError::Corrupt`] naming the file and offset.
+    /// A torn tail of the last segment — a damaged last record, or whole records of a batch
+    /// whose commit record never made it — is truncated back to the last commit and logged.
+    /// Any other damage — a bad record followed by valid ones, a bad record or a batch without
+    /// its commit in a sealed segment, a missing segment or snapshot — fails with
+    /// [`StorageError::Corrupt`] naming the file and offset.
     pub fn open(
         dir: &Path,
         options: FileStoreOptions,
@@ -179,38 +195,42 @@ impl FileStore {
         error
     }
 
-    /// The records that open a segment: its header and the state older segments would
-    /// otherwise be needed for.
+    /// The batch that opens a segment: its header and the state older segments would otherwise
+    /// be needed for, committed.
     fn encode_head(&self, sequence: u64, buf: &mut Vec<u8>) -> Result<(), StorageError> {
-        let header = SegmentHeader { segment: sequence, last_index: self.bounds.last_index };
-        self.encoder.header(buf, &header)?;
+        let mut records = 0;
+        let mut counted = |result: Result<(), StorageError>| result.map(|()| records += 1);
+        counted(self.encoder.header(buf, &SegmentHeader::new(sequence, self.bounds.last_index)))?;
         if let Some(hard_state) = &self.hard_state {
-            self.encoder.hard_state(buf, hard_state)?;
+            counted(self.encoder.hard_state(buf, hard_state))?;
         }
         if let Some(marker) = &self.snapshot {
-            self.encoder.snapshot(buf, marker)?;
+            counted(self.encoder.snapshot(buf, marker))?;
         }
         if self.compacted > 0 {
-            self.encoder.compact(buf, self.compacted)?;
+            counted(self.encoder.compact(buf, self.compacted))?;
         }
-        Ok(())
+        self.encoder.commit(buf, records)
     }
 
-    /// Encodes a checked batch as records, in field order. Touches nothing on failure.
+    /// Encodes a checked batch as records, in field order, closed by a commit record (none at
+    /// all for a batch that changes nothing). On failure the caller discards `buf`.
     fn encode_plan(
         &self,
         plan: &Plan<'_>,
         marker: Option<SnapshotMarker>,
         buf: &mut Vec<u8>,
     ) -> Result<(), StorageError> {
+        let mut records = 0;
+        let mut counted = |result: Result<(), StorageError>| result.map(|()| records += 1);
         if let Some(marker) = &marker {
-            self.encoder.snapshot(buf, marker)?;
+            counted(self.encoder.snapshot(buf, marker))?;
         }
         if let Some(hard_state) = plan.hard_state {
-            self.encoder.hard_state(buf, hard_state)?;
+            counted(self.encoder.hard_state(buf, hard_state))?;
         }
         if let Some(from) = plan.truncate_from {
-            self.encoder.truncate(buf, from)?;
+            counted(self.encoder.truncate(buf, from))?;
         }
         // Split entries into records that stay under the limit; one entry above it is refused.
         let limit = self.options.max_record_bytes;
@@ -219,19 +239,22 @@ impl FileStore {
         for (i, entry) in plan.entries.iter().enumerate() {
             let size = entry.data.len() as u64 + ENTRY_OVERHEAD_BYTES;
             if i > start && estimate + size > limit {
-                self.encoder.entries(buf, &plan.entries[start..i])?;
+                counted(self.encoder.entries(buf, &plan.entries[start..i]))?;
                 start = i;
                 estimate = ENTRIES_RECORD_OVERHEAD_BYTES;
             }
             estimate += size;
         }
         if start < plan.entries.len() {
-            self.encoder.entries(buf, &plan.entries[start..])?;
+            counted(self.encoder.entries(buf, &plan.entries[start..]))?;
         }
         if let Some(to) = plan.compact_to.filter(|&to| to > self.compacted) {
-            self.encoder.compact(buf, to)?;
+            counted(self.encoder.compact(buf, to))?;
         }
-        Ok(())
+        if records == 0 {
+            return Ok(());
+        }
+        self.encoder.commit(buf, records)
     }
 
     /// Carries out a checked, encoded batch. Any error here leaves the disk in an unknown state.
@@ -241,6 +264,8 @@ impl FileStore {
         snapshot: Option<EncodedSnapshot>,
         records: &[u8],
     ) -> Result<(), StorageError> {
+        // Only between synced writes: the new head restates the in-memory state, which must
+        // be durable already (see the module documentation).
         if self.active_len >= self.options.segment_size_bytes && !self.dirty {
             self.roll()?;
         }
@@ -252,7 +277,9 @@ impl FileStore {
                 if in_use {
                     // A marker already names this file. Replacing the file first would let a
                     // crash pair that marker with the new bytes while losing the writes staged
-                    // in between; syncing them first keeps what a crash leaves a prefix.
+                    // in between; syncing them first keeps what a crash leaves a prefix of
+                    // whole writes. This batch may still lose its other fields yet keep the new
+                    // bytes: both files hold the state at the same index and term.
                     self.sync_inner()?;
                 }
                 snapshot_file::write(&self.snap_dir, encoded, self.options.unsafe_no_fsync)?;
@@ -292,6 +319,7 @@ impl FileStore {
 
     /// Seals the active segment (already synced) and opens the next one with a fresh head.
     fn roll(&mut self) -> Result<(), StorageError> {
+        debug_assert!(!self.dirty, "a head written over unsynced writes could outlive them");
         let sequence = self.segments.last().expect("an active segment").sequence + 1;
         let mut head = Vec::new();
         self.encode_head(sequence, &mut head)?;
@@ -377,23 +405,24 @@ impl LogStore for FileStore {
     }
 }
 
-/// No valid record survives. That is a new store (or one whose very first open crashed before
-/// its first segment's head was synced) — unless something shows it had a history: a later
-/// segment than the first (its head was synced before older segments were deleted), or a
-/// snapshot file. Then the log was lost or damaged, and starting empty would drop it silently.
+/// No committed batch survives, not even a segment head. That is a new store (or one whose very
+/// first open crashed before its first segment's head was synced) — unless something shows it
+/// had a history: a later segment than the first (its head was synced before older segments
+/// were deleted), or a snapshot file. Then the log was lost or damaged, and starting empty
+/// would drop it silently.
 fn refuse_lost_history(listed: &[(u64, PathBuf)], snap_dir: &Path) -> Result<(), StorageError> {
     if let Some((sequence, path)) = listed.last().filter(|(sequence, _)| *sequence != 1) {
         return Err(StorageError::corrupt(
             path,
             0,
-            format!("segment {sequence} has no valid record and older segments are gone"),
+            format!("segment {sequence} has no committed batch and older segments are gone"),
         ));
     }
     if let Some((_, path)) = snapshot_file::list(snap_dir)?.0.first() {
         return Err(StorageError::corrupt(
             path,
             0,
-            "a snapshot exists but the write-ahead log has no valid record",
+            "a snapshot exists but the write-ahead log has no committed batch",
         ));
     }
     Ok(())
@@ -408,7 +437,8 @@ fn create_segment(path: &Path) -> Result<File, StorageError> {
 }
 
 /// Replays the segment at `path` into `replay`. For the last segment, also truncates a torn
-/// tail and returns the file opened for appending, with its valid length.
+/// tail back to the last commit and returns the file opened for appending, with the length
+/// kept.
 fn open_segment(
     replay: &mut Replay,
     sequence: u64,
@@ -417,36 +447,50 @@ fn open_segment(
     options: &FileStoreOptions,
 ) -> Result<(SegmentInfo, Option<File>, u64), StorageError> {
     let bytes = fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
-    let mut max_entry_index = 0;
-    let end = segment::scan(path, &bytes, options.max_record_bytes, last, |offset, record| {
-        if let Record::Entries(entries) = &record {
-            max_entry_index = max_entry_index.max(entries.last().map_or(0, |e: &Entry| e.index));
-        }
-        replay.apply(path, sequence, offset, offset == 0, record)
+    replay.begin_segment(path, sequence);
+    let scanned = segment::scan(path, &bytes, options.max_record_bytes, last, |range, record| {
+        replay.read(range, record)
     })?;
-    if !last && end.valid_len == 0 {
+    let end = replay.end_segment(last)?;
+    if !last && end.committed_len == 0 {
         return Err(StorageError::corrupt(path, 0, "sealed segment is empty"));
     }
-    let info = SegmentInfo { sequence, path: path.to_path_buf(), max_entry_index };
+    let info =
+        SegmentInfo { sequence, path: path.to_path_buf(), max_entry_index: end.max_entry_index };
     if !last {
-        return Ok((info, None, end.valid_len));
+        return Ok((info, None, end.committed_len));
     }
     let file = fs::OpenOptions::new()
         .append(true)
         .open(path)
         .map_err(|e| StorageError::io("open", path, e))?;
-    if let Some(reason) = end.torn {
+    let kept = end.committed_len;
+    if kept < bytes.len() as u64 {
+        let uncommitted = match end.uncommitted_records {
+            0 => None,
+            n => Some(format!("{n} records of a batch without its commit record")),
+        };
+        let valid_len = scanned.valid_len;
+        let reason = match (uncommitted, scanned.torn) {
+            (Some(records), Some(torn)) => format!("{records}, then {torn} at offset {valid_len}"),
+            (Some(records), None) => records,
+            (None, Some(torn)) => format!("{torn} at offset {valid_len}"),
+            // Not expected: a scan that read to the end leaves bytes only in an open batch.
+            (None, None) => "bytes after the last commit record".to_string(),
+        };
         tracing::warn!(
             file = %path.display(),
-            offset = end.valid_len,
-            dropped_bytes = bytes.len() as u64 - end.valid_len,
+            offset = kept,
+            dropped_bytes = bytes.len() as u64 - kept,
+            uncommitted_records = end.uncommitted_records,
             %reason,
-            "recovered from a torn write-ahead log tail by truncating it"
+            "recovered from a torn write-ahead log tail by truncating it back to the last \
+             committed batch"
         );
-        file.set_len(end.valid_len).map_err(|e| StorageError::io("truncate", path, e))?;
+        file.set_len(kept).map_err(|e| StorageError::io("truncate", path, e))?;
         if !options.unsafe_no_fsync {
             file.sync_data().map_err(|e| StorageError::io("fdatasync", path, e))?;
         }
     }
-    Ok((info, Some(file), end.valid_len))
+    Ok((info, Some(file), kept))
 }

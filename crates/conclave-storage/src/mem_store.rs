@@ -3,7 +3,8 @@
 //! [`MemStore`] keeps two copies of the log: what a restart would find (synced) and what the
 //! running node sees (synced plus staged). Writes since the last sync are also kept as a journal,
 //! so that `sync` replays only them instead of copying the whole log, and so that a crash can
-//! keep some of them, as a real disk sometimes does.
+//! keep some of them, as a real disk sometimes does. A kept write is always whole: a write is
+//! all-or-nothing on recovery.
 
 use crate::plan::{Bounds, Plan};
 use crate::{LogStore, StorageError, WriteBatch};
@@ -43,7 +44,8 @@ impl MemStore {
     }
 
     /// Simulates power loss after which the first `writes` unsynced writes happened to reach
-    /// the disk anyway (the contract allows a crash to keep any prefix of them).
+    /// the disk anyway, each whole (the contract allows a crash to keep any prefix of them, but
+    /// never part of one).
     pub fn crash_keeping_writes(&mut self, writes: usize) {
         for plan in self.journal.drain(..writes.min(self.journal.len())) {
             self.synced.apply(&plan);

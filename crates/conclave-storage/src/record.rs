@@ -11,6 +11,10 @@
 //! The checksum covers the type byte and the payload, so a run of zero bytes (a preallocated
 //! or torn page) never reads as a valid record. The length is checked against the configured
 //! limit before anything is sliced, so a damaged length field is never allocated.
+//!
+//! Records come in batches: the records of one `LogStore::write` (or of a segment's head),
+//! closed by a commit record that counts them. Replay applies a batch only once it reads the
+//! commit, so a batch cut short by a crash leaves no trace.
 
 use crate::StorageError;
 use bytes::Bytes;
@@ -19,6 +23,11 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// Bytes before the payload: length, checksum, type.
 pub(crate) const HEADER_BYTES: usize = 9;
+
+/// The on-disk format this build writes and reads, named in every segment header. Format 1 had
+/// no commit records (each record took effect on its own); replaying it by format 2's rules
+/// would drop every batch, so a format 1 segment is refused instead.
+pub(crate) const FORMAT: u32 = 2;
 
 /// What a record holds, as the type byte in its header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +45,8 @@ pub(crate) enum RecordType {
     Truncate = 5,
     /// Entries up to an index may be deleted from disk.
     Compact = 6,
+    /// Closes a batch: the records since the previous commit take effect together.
+    Commit = 7,
 }
 
 impl RecordType {
@@ -47,16 +58,26 @@ impl RecordType {
             4 => Self::Entries,
             5 => Self::Truncate,
             6 => Self::Compact,
+            7 => Self::Commit,
             _ => return None,
         })
     }
 }
 
-/// Opens every segment: which segment this is and where the log stood when it began.
+/// Opens every segment: the format, which segment this is and where the log stood when it
+/// began. The format comes first, so that a later format can be told apart by its first field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SegmentHeader {
+    pub format: u32,
     pub segment: u64,
     pub last_index: u64,
+}
+
+impl SegmentHeader {
+    /// The header of segment `segment` in this build's format.
+    pub fn new(segment: u64, last_index: u64) -> Self {
+        Self { format: FORMAT, segment, last_index }
+    }
 }
 
 /// Points at `snap/<index>-<term>.snap`.
@@ -73,8 +94,16 @@ pub(crate) enum Record {
     HardState(Bytes),
     Snapshot(SnapshotMarker),
     Entries(Vec<Entry>),
-    Truncate { from: u64 },
-    Compact { to: u64 },
+    Truncate {
+        from: u64,
+    },
+    Compact {
+        to: u64,
+    },
+    /// Closes the batch of the `records` records before it.
+    Commit {
+        records: u32,
+    },
 }
 
 /// Why the bytes at some offset are not a valid record.
@@ -150,6 +179,10 @@ impl Encoder {
         self.frame(buf, RecordType::Compact, &to, "compact record")
     }
 
+    pub fn commit(&self, buf: &mut Vec<u8>, records: u32) -> Result<(), StorageError> {
+        self.frame(buf, RecordType::Commit, &records, "commit record")
+    }
+
     fn frame<T: Serialize + ?Sized>(
         &self,
         buf: &mut Vec<u8>,
@@ -201,12 +234,13 @@ pub(crate) fn decode(buf: &[u8], max_record_bytes: u64) -> Result<(Record, usize
     }
     let kind = RecordType::from_byte(kind).ok_or(DecodeError::UnknownType(kind))?;
     let record = match kind {
-        RecordType::SegmentHeader => Record::Header(body(payload)?),
+        RecordType::SegmentHeader => Record::Header(header_body(payload)?),
         RecordType::HardState => Record::HardState(body(payload)?),
         RecordType::Snapshot => Record::Snapshot(body(payload)?),
         RecordType::Entries => Record::Entries(body(payload)?),
         RecordType::Truncate => Record::Truncate { from: body(payload)? },
         RecordType::Compact => Record::Compact { to: body(payload)? },
+        RecordType::Commit => Record::Commit { records: body(payload)? },
     };
     Ok((record, end))
 }
@@ -228,6 +262,16 @@ pub(crate) fn is_oversized_but_intact(buf: &[u8], max_record_bytes: u64) -> bool
             == u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"))
 }
 
+/// A segment header, telling a format 1 header (segment and last index only) from damage.
+fn header_body(payload: &[u8]) -> Result<SegmentHeader, DecodeError> {
+    body(payload).map_err(|error| match body::<(u64, u64)>(payload) {
+        Ok(_) => DecodeError::Payload(format!(
+            "segment header of format 1 (before commit records); this build reads format {FORMAT}"
+        )),
+        Err(_) => error,
+    })
+}
+
 fn body<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
     match postcard::take_from_bytes(payload) {
         Ok((value, [])) => Ok(value),
@@ -246,20 +290,22 @@ mod tests {
     fn records_round_trip() {
         let mut buf = Vec::new();
         let entries = vec![Entry::command(7, 2, Bytes::from_static(b"put")), Entry::noop(8, 2)];
-        ENCODER.header(&mut buf, &SegmentHeader { segment: 3, last_index: 6 }).unwrap();
+        ENCODER.header(&mut buf, &SegmentHeader::new(3, 6)).unwrap();
         ENCODER.hard_state(&mut buf, b"term=2").unwrap();
         ENCODER.snapshot(&mut buf, &SnapshotMarker { index: 5, term: 1 }).unwrap();
         ENCODER.truncate(&mut buf, 7).unwrap();
         ENCODER.entries(&mut buf, &entries).unwrap();
         ENCODER.compact(&mut buf, 5).unwrap();
+        ENCODER.commit(&mut buf, 6).unwrap();
 
         let expected = [
-            Record::Header(SegmentHeader { segment: 3, last_index: 6 }),
+            Record::Header(SegmentHeader { format: FORMAT, segment: 3, last_index: 6 }),
             Record::HardState(Bytes::from_static(b"term=2")),
             Record::Snapshot(SnapshotMarker { index: 5, term: 1 }),
             Record::Truncate { from: 7 },
             Record::Entries(entries),
             Record::Compact { to: 5 },
+            Record::Commit { records: 6 },
         ];
         let mut at = 0;
         for want in expected {
@@ -268,6 +314,17 @@ mod tests {
             at += used;
         }
         assert_eq!(at, buf.len());
+    }
+
+    #[test]
+    fn a_format_1_header_is_named_as_such() {
+        let mut buf = Vec::new();
+        let old = (3u64, 6u64);
+        ENCODER.frame(&mut buf, RecordType::SegmentHeader, &old, "segment header").unwrap();
+        match decode(&buf, 1024).unwrap_err() {
+            DecodeError::Payload(reason) => assert!(reason.contains("format 1"), "{reason}"),
+            other => panic!("expected a payload error, got {other}"),
+        }
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! Rebuilds the log from the write-ahead log's records, checking each one as it goes.
 //!
+//! Records take effect a batch at a time: replay holds a batch's records back until it reads
+//! the commit record that closes the batch, then applies them in order. A batch without its
+//! commit can only be the end of the last segment — a write the crash cut short before it was
+//! synced — and is dropped whole, so recovery never shows part of one `LogStore::write` (the
+//! truncation of a suffix without the entries that replace it, say). In a sealed segment, which
+//! was synced before the next one began, such a batch is damage and is refused.
+//!
 //! Replay starts at the oldest segment that still exists. Compaction may have deleted the
 //! segments before it, so the entries they held are unknown at first: the segment header says
 //! where the log stood (`last_index`), and replay treats `(snapshot, last_index]` as missing.
@@ -7,10 +14,11 @@
 //! segment held entries that no snapshot covers.
 
 use crate::StorageError;
-use crate::record::{Record, SnapshotMarker};
+use crate::record::{FORMAT, Record, SnapshotMarker};
 use bytes::Bytes;
 use conclave_core::Entry;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// The log as replayed so far.
@@ -27,6 +35,26 @@ pub(crate) struct Replay {
     started: bool,
     /// Where the first still-missing entry was expected, to name it in an error.
     first_file: Option<PathBuf>,
+    /// The segment being read.
+    file: PathBuf,
+    sequence: u64,
+    /// The records read since the last commit, with their offsets: the batch still open.
+    pending: Vec<(u64, Record)>,
+    /// Where the last commit record of this segment ends.
+    committed_len: u64,
+    /// The highest entry index the committed batches of this segment appended.
+    max_entry_index: u64,
+}
+
+/// How a segment ended, as far as its batches go.
+#[derive(Debug)]
+pub(crate) struct SegmentEnd {
+    /// Bytes up to the end of the segment's last commit record: what recovery keeps.
+    pub committed_len: u64,
+    /// Whole records after that commit: a batch cut short, dropped.
+    pub uncommitted_records: usize,
+    /// The highest entry index the segment's committed batches appended (0 if none).
+    pub max_entry_index: u64,
 }
 
 /// What replay recovered.
@@ -39,7 +67,7 @@ pub(crate) struct Replayed {
 }
 
 impl Replay {
-    /// Whether any segment header was seen, i.e. whether any record at all was valid.
+    /// Whether any segment head was committed, i.e. whether any batch at all took effect.
     pub fn started(&self) -> bool {
         self.started
     }
@@ -52,17 +80,70 @@ impl Replay {
         self.offset + self.entries.len() as u64
     }
 
-    /// Applies the record found at `offset` of `file`, segment `sequence`. `opens_segment`
-    /// says whether it is the segment's first record.
-    pub fn apply(
-        &mut self,
-        file: &Path,
-        sequence: u64,
-        offset: u64,
-        opens_segment: bool,
-        record: Record,
-    ) -> Result<(), StorageError> {
+    /// Starts reading segment `sequence`, stored at `file`.
+    pub fn begin_segment(&mut self, file: &Path, sequence: u64) {
+        debug_assert!(self.pending.is_empty(), "the previous segment was ended");
+        self.file = file.to_path_buf();
+        self.sequence = sequence;
+        self.committed_len = 0;
+        self.max_entry_index = 0;
+    }
+
+    /// Takes the record found at `range` of the current segment: holds it back, or — a commit
+    /// record — applies the batch it closes.
+    pub fn read(&mut self, range: Range<u64>, record: Record) -> Result<(), StorageError> {
+        let Record::Commit { records } = record else {
+            self.pending.push((range.start, record));
+            return Ok(());
+        };
+        if usize::try_from(records).ok() != Some(self.pending.len()) {
+            return Err(StorageError::corrupt(
+                &self.file,
+                range.start,
+                format!(
+                    "commit record closes {records} records, but {} follow the previous commit",
+                    self.pending.len()
+                ),
+            ));
+        }
+        // Swapped out and back so the buffer is reused from batch to batch.
+        let mut batch = std::mem::take(&mut self.pending);
+        for (offset, record) in batch.drain(..) {
+            self.apply(offset, record)?;
+        }
+        self.pending = batch;
+        self.committed_len = range.end;
+        Ok(())
+    }
+
+    /// Ends the current segment. `last` says whether it is the newest one, the only one whose
+    /// final batch may lack its commit (the caller then truncates it to `committed_len`).
+    pub fn end_segment(&mut self, last: bool) -> Result<SegmentEnd, StorageError> {
+        let uncommitted_records = self.pending.len();
+        if let Some(&(offset, _)) = self.pending.first().filter(|_| !last) {
+            return Err(StorageError::corrupt(
+                &self.file,
+                offset,
+                format!(
+                    "sealed segment ends in a batch of {uncommitted_records} records without \
+                     its commit record"
+                ),
+            ));
+        }
+        self.pending.clear();
+        Ok(SegmentEnd {
+            committed_len: self.committed_len,
+            uncommitted_records,
+            max_entry_index: self.max_entry_index,
+        })
+    }
+
+    /// Applies the record found at `offset` of the current segment, once its batch committed.
+    fn apply(&mut self, offset: u64, record: Record) -> Result<(), StorageError> {
+        let file = &self.file;
+        let sequence = self.sequence;
         let corrupt = |reason: String| StorageError::corrupt(file, offset, reason);
+        let opens_segment = offset == 0;
         if opens_segment != matches!(record, Record::Header(_)) {
             return Err(corrupt(if opens_segment {
                 "segment does not start with a segment header".into()
@@ -72,6 +153,12 @@ impl Replay {
         }
         match record {
             Record::Header(header) => {
+                if header.format != FORMAT {
+                    return Err(corrupt(format!(
+                        "segment of format {}; this build reads format {FORMAT}",
+                        header.format
+                    )));
+                }
                 if header.segment != sequence {
                     return Err(corrupt(format!(
                         "segment header says segment {}, the file name says {sequence}",
@@ -86,7 +173,7 @@ impl Replay {
                     }
                     self.started = true;
                     self.offset = header.last_index;
-                    self.first_file = Some(file.to_path_buf());
+                    self.first_file = Some(file.clone());
                 } else if header.last_index != self.last_index() {
                     return Err(corrupt(format!(
                         "segment header says the log ended at {}, replay reached {}",
@@ -142,8 +229,10 @@ impl Replay {
                     }
                     self.entries.push_back(entry);
                 }
+                self.max_entry_index = self.max_entry_index.max(self.last_index());
             }
             Record::Compact { to } => self.compacted = self.compacted.max(to),
+            Record::Commit { .. } => unreachable!("read() applies commits, never holds them"),
         }
         Ok(())
     }
@@ -174,65 +263,179 @@ mod tests {
     use crate::record::SegmentHeader;
 
     fn header(segment: u64, last_index: u64) -> Record {
-        Record::Header(SegmentHeader { segment, last_index })
+        Record::Header(SegmentHeader::new(segment, last_index))
     }
 
     fn entries(range: std::ops::RangeInclusive<u64>) -> Record {
         Record::Entries(range.map(|i| Entry::noop(i, 1)).collect())
     }
 
-    fn replay(records: Vec<(u64, Record)>) -> Result<Replayed, StorageError> {
+    fn commit(records: u32) -> Record {
+        Record::Commit { records }
+    }
+
+    fn indexes(replayed: &Replayed) -> Vec<u64> {
+        replayed.entries.iter().map(|e| e.index).collect()
+    }
+
+    /// Replays `segments` (sequence, records), each record one byte long at its position, and
+    /// returns the result with how each segment ended.
+    fn replay_segments(
+        segments: Vec<(u64, Vec<Record>)>,
+    ) -> Result<(Replayed, Vec<SegmentEnd>), StorageError> {
         let mut r = Replay::default();
-        let mut last_segment = 0;
-        for (offset, (segment, record)) in records.into_iter().enumerate() {
-            let opens = segment != last_segment;
-            last_segment = segment;
-            r.apply(Path::new("wal/x.log"), segment, offset as u64, opens, record)?;
+        let mut ends = Vec::new();
+        let count = segments.len();
+        for (i, (sequence, records)) in segments.into_iter().enumerate() {
+            r.begin_segment(Path::new("wal/x.log"), sequence);
+            for (offset, record) in (0u64..).zip(records) {
+                r.read(offset..offset + 1, record)?;
+            }
+            ends.push(r.end_segment(i + 1 == count)?);
         }
-        r.finish(Path::new("wal"))
+        Ok((r.finish(Path::new("wal"))?, ends))
+    }
+
+    fn replay(segments: Vec<(u64, Vec<Record>)>) -> Result<Replayed, StorageError> {
+        replay_segments(segments).map(|(replayed, _)| replayed)
     }
 
     #[test]
     fn truncate_and_append_replace_a_suffix() {
-        let out = replay(vec![
-            (1, header(1, 0)),
-            (1, entries(1..=5)),
-            (1, Record::Truncate { from: 3 }),
-            (1, entries(3..=4)),
+        let out = replay(vec![(
+            1,
+            vec![
+                header(1, 0),
+                commit(1),
+                entries(1..=5),
+                commit(1),
+                Record::Truncate { from: 3 },
+                entries(3..=4),
+                commit(2),
+            ],
+        )])
+        .unwrap();
+        assert_eq!(indexes(&out), vec![1, 2, 3, 4]);
+    }
+
+    /// Reference: Paxos Made Simple §2.2 — an acceptor must not forget what it accepted, so a
+    /// rewrite cut short must leave the old suffix in place rather than only its truncation.
+    #[test]
+    fn a_batch_without_its_commit_is_dropped_whole() {
+        let (out, ends) = replay_segments(vec![(
+            1,
+            vec![
+                header(1, 0),
+                commit(1),
+                Record::HardState(Bytes::from_static(b"ballot 1")),
+                entries(1..=10),
+                commit(2),
+                Record::HardState(Bytes::from_static(b"ballot 2")),
+                Record::Truncate { from: 5 },
+                entries(5..=7),
+            ],
+        )])
+        .unwrap();
+        assert_eq!(indexes(&out), (1..=10).collect::<Vec<_>>());
+        assert_eq!(out.hard_state.as_deref(), Some(&b"ballot 1"[..]));
+        assert_eq!((ends[0].committed_len, ends[0].uncommitted_records), (5, 3));
+        assert_eq!(ends[0].max_entry_index, 10);
+    }
+
+    #[test]
+    fn an_uncommitted_head_leaves_the_segment_empty() {
+        let (_, ends) = replay_segments(vec![
+            (1, vec![header(1, 0), commit(1), entries(1..=2), commit(1)]),
+            (2, vec![header(2, 2), Record::HardState(Bytes::new())]),
         ])
         .unwrap();
-        assert_eq!(out.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!((ends[1].committed_len, ends[1].uncommitted_records), (0, 2));
+    }
+
+    #[test]
+    fn a_sealed_segment_ending_without_a_commit_is_refused() {
+        let err = replay(vec![
+            (1, vec![header(1, 0), commit(1), entries(1..=2)]),
+            (2, vec![header(2, 0), commit(1)]),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("without its commit record"), "{err}");
+    }
+
+    #[test]
+    fn a_commit_that_miscounts_its_batch_is_refused() {
+        let err = replay(vec![(1, vec![header(1, 0), commit(1), entries(1..=2), commit(2)])])
+            .unwrap_err();
+        assert!(err.to_string().contains("closes 2 records, but 1"), "{err}");
+    }
+
+    #[test]
+    fn another_format_is_refused() {
+        let old = Record::Header(SegmentHeader { format: 1, segment: 1, last_index: 0 });
+        let err = replay(vec![(1, vec![old, commit(1)])]).unwrap_err();
+        assert!(err.to_string().contains("format 1"), "{err}");
     }
 
     #[test]
     fn a_tail_of_segments_replays_when_a_snapshot_covers_the_deleted_ones() {
         let out = replay(vec![
-            (4, header(4, 10)),
-            (4, Record::Snapshot(SnapshotMarker { index: 6, term: 1 })),
-            (4, entries(11..=12)),
-            (5, header(5, 12)),
-            (5, Record::Snapshot(SnapshotMarker { index: 11, term: 1 })),
+            (
+                4,
+                vec![
+                    header(4, 10),
+                    commit(1),
+                    Record::Snapshot(SnapshotMarker { index: 6, term: 1 }),
+                    entries(11..=12),
+                    commit(2),
+                ],
+            ),
+            (
+                5,
+                vec![
+                    header(5, 12),
+                    Record::Snapshot(SnapshotMarker { index: 6, term: 1 }),
+                    commit(2),
+                    Record::Snapshot(SnapshotMarker { index: 11, term: 1 }),
+                    commit(1),
+                ],
+            ),
         ])
         .unwrap();
-        assert_eq!(out.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![12]);
+        assert_eq!(indexes(&out), vec![12]);
     }
 
     #[test]
     fn entries_lost_with_a_deleted_segment_are_refused() {
-        let err = replay(vec![
-            (4, header(4, 10)),
-            (4, Record::Snapshot(SnapshotMarker { index: 6, term: 1 })),
-            (4, entries(11..=12)),
-        ])
+        let err = replay(vec![(
+            4,
+            vec![
+                header(4, 10),
+                commit(1),
+                Record::Snapshot(SnapshotMarker { index: 6, term: 1 }),
+                entries(11..=12),
+                commit(2),
+            ],
+        )])
         .unwrap_err();
         assert!(err.to_string().contains("entries 7..=10"), "{err}");
     }
 
     #[test]
     fn gaps_and_misplaced_headers_are_refused() {
-        assert!(replay(vec![(1, header(1, 0)), (1, entries(2..=3))]).is_err());
-        assert!(replay(vec![(1, entries(1..=3))]).is_err());
-        assert!(replay(vec![(2, header(3, 0))]).is_err());
-        assert!(replay(vec![(1, header(1, 0)), (1, entries(1..=3)), (2, header(2, 2))]).is_err());
+        let committed = |mut records: Vec<Record>| {
+            let n = records.len() as u32;
+            records.push(commit(n));
+            records
+        };
+        assert!(replay(vec![(1, committed(vec![header(1, 0), entries(2..=3)]))]).is_err());
+        assert!(replay(vec![(1, committed(vec![entries(1..=3)]))]).is_err());
+        assert!(replay(vec![(2, committed(vec![header(3, 0)]))]).is_err());
+        assert!(
+            replay(vec![
+                (1, committed(vec![header(1, 0), entries(1..=3)])),
+                (2, committed(vec![header(2, 2)])),
+            ])
+            .is_err()
+        );
     }
 }

@@ -12,10 +12,14 @@
 //! gives no reliable place to resume. An entry whose data happens to hold an image of a valid
 //! record could make a torn tail look like corruption; recovery then refuses to start, which is
 //! the safe way to be wrong.
+//!
+//! Reading works record by record; whole records after the last commit record are a torn
+//! batch, which replay (not this module) drops.
 
 use crate::StorageError;
 use crate::fsutil;
 use crate::record::{self, DecodeError, HEADER_BYTES, Record};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// The file name of segment `sequence`.
@@ -59,20 +63,21 @@ pub(crate) struct ScanEnd {
     pub torn: Option<DecodeError>,
 }
 
-/// Reads every record of `bytes` (the contents of `path`), handing each to `visit` with its
-/// offset. `last` says whether this is the newest segment, the only one that may be torn.
+/// Reads every record of `bytes` (the contents of `path`), handing each to `visit` with the
+/// byte range it takes. `last` says whether this is the newest segment, the only one that may
+/// be torn.
 pub(crate) fn scan(
     path: &Path,
     bytes: &[u8],
     max_record_bytes: u64,
     last: bool,
-    mut visit: impl FnMut(u64, Record) -> Result<(), StorageError>,
+    mut visit: impl FnMut(Range<u64>, Record) -> Result<(), StorageError>,
 ) -> Result<ScanEnd, StorageError> {
     let mut at = 0usize;
     while at < bytes.len() {
         match record::decode(&bytes[at..], max_record_bytes) {
             Ok((record, used)) => {
-                visit(at as u64, record)?;
+                visit(at as u64..(at + used) as u64, record)?;
                 at += used;
             }
             Err(error) => {

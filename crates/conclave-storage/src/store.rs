@@ -29,9 +29,11 @@
 //!   a message, acknowledge a client or apply an entry that depends on a write before that.
 //! - After `sync` returns `Ok`, every write staged before it survives any crash: a restart
 //!   recovers exactly that state, or a later one.
-//! - A crash keeps the synced state followed by some prefix of the later writes, in order. The
-//!   last kept write may be cut short, but only in field order (snapshot, then hard state, then
-//!   the conflicting suffix's removal, then entries from the first on). Nothing else appears.
+//! - **A write is all-or-nothing on recovery.** A crash keeps the synced state followed by some
+//!   prefix of the later writes, in order, each one whole: never part of a batch. So a batch
+//!   that replaces a conflicting suffix can never come back as the suffix's removal without
+//!   the entries that replace it — entries an earlier, synced batch made durable are not lost
+//!   by a later batch that a crash cut short. Nothing else appears.
 //! - After any fatal error ([`StorageError::is_fatal`]) the store refuses further work; the
 //!   caller must stop and reopen it. A failed `fdatasync` cannot be retried safely, because the
 //!   kernel may already have dropped the dirty pages it could not write.
@@ -43,6 +45,9 @@ use conclave_core::{Entry, Ready, Snapshot};
 
 /// What one `Ready` asks to persist. Applied in field order: snapshot, hard_state, entries,
 /// compact_to.
+///
+/// A batch is the unit of atomicity: a write is all-or-nothing on recovery. A crash before the
+/// next [`LogStore::sync`] may lose the whole batch, but never keeps part of it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WriteBatch<'a> {
     /// Replaces the older snapshot; drops log entries with index `<= snapshot.meta.index`.
@@ -94,15 +99,17 @@ impl<'a> WriteBatch<'a> {
 ///
 /// Implementations: apply a batch wholly or (when refusing it) not at all; make `sync` cover
 /// every earlier `write`; and recover only states the contract allows — the synced state plus a
-/// prefix of later writes, never a damaged record.
+/// prefix of later writes, each whole (a write is all-or-nothing on recovery), never a damaged
+/// record.
 pub trait LogStore: Send + 'static {
     /// Stages the batch. Not durable until `sync` returns Ok.
     ///
     /// # To ensure correctness
     ///
     /// The batch is visible at once to [`LogStore::last_index`] and to the next `write`'s
-    /// checks, but a crash may lose it. A refused batch (`InvalidBatch`, `RecordTooLarge`)
-    /// changed nothing and the store stays usable.
+    /// checks, but a crash may lose it — all of it, never only part: a write is all-or-nothing
+    /// on recovery. A refused batch (`InvalidBatch`, `RecordTooLarge`) changed nothing and the
+    /// store stays usable.
     fn write(&mut self, batch: &WriteBatch<'_>) -> Result<(), StorageError>;
 
     /// Makes every staged write durable (fdatasync for files). One sync for many writes = group

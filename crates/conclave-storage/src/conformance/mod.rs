@@ -32,7 +32,8 @@ pub trait Harness {
     fn create(&mut self) -> (Self::Store, Recovered);
 
     /// Stops `store` the way a crash would — with no further `sync` — and opens it again from
-    /// what it made durable. Synced writes must come back; later ones may or may not.
+    /// what it made durable. Synced writes must come back; each later one may come back whole
+    /// or not at all, in order, but never in part.
     fn restart(&mut self, store: Self::Store) -> (Self::Store, Recovered);
 }
 
@@ -411,7 +412,7 @@ pub fn recovery_after_close<H: Harness>(harness: &mut H) {
 }
 
 /// Writes after the last sync may be lost on restart, but what comes back is the synced state
-/// plus a prefix of the later writes (the last perhaps cut short in field order).
+/// plus a prefix of the later writes, each whole: a write is all-or-nothing on recovery.
 pub fn restart_recovers_a_prefix_of_writes<H: Harness>(harness: &mut H) {
     let (mut store, _) = harness.create();
     let mut model = Model::default();

@@ -3,6 +3,10 @@
 //!
 //! It is deliberately independent of the stores' own batch checking, so that a mistake there
 //! shows up as a disagreement instead of being copied into the expectation.
+//!
+//! A write is all-or-nothing on recovery, so the model knows no state inside a batch: a crash
+//! leaves the synced state followed by some prefix of the later batches, each one whole
+//! ([`Model::reachable`]).
 
 use crate::WriteBatch;
 use bytes::Bytes;
@@ -55,26 +59,13 @@ impl Model {
     /// changes nothing.
     pub fn apply(&mut self, batch: &WriteBatch<'_>) -> Result<(), String> {
         let mut next = self.clone();
-        next.walk(batch, &mut |_| {})?;
+        next.apply_in_place(batch)?;
         *self = next;
         Ok(())
     }
 
-    /// Every state a crash may leave when it cuts `batch` short: nothing of it, then each field
-    /// in order, with entries kept one at a time. The last state is the whole batch applied.
-    pub fn steps(&self, batch: &WriteBatch<'_>) -> Result<Vec<Model>, String> {
-        let mut steps = vec![self.clone()];
-        let mut state = self.clone();
-        state.walk(batch, &mut |step| steps.push(step.clone()))?;
-        Ok(steps)
-    }
-
-    /// Applies `batch` to `self` step by step, showing `visit` the state after each step.
-    fn walk(
-        &mut self,
-        batch: &WriteBatch<'_>,
-        visit: &mut dyn FnMut(&Model),
-    ) -> Result<(), String> {
+    /// Applies `batch` field by field; on an error `self` is left half changed.
+    fn apply_in_place(&mut self, batch: &WriteBatch<'_>) -> Result<(), String> {
         let entries = batch.entries;
         for (i, entry) in entries.iter().enumerate() {
             if entry.index == 0 {
@@ -94,25 +85,17 @@ impl Model {
             }
             self.entries.retain(|e| e.index > snapshot.meta.index);
             self.snapshot = Some(snapshot.clone());
-            visit(self);
-            if batch.discard_log && !self.entries.is_empty() {
+            if batch.discard_log {
                 self.entries.clear();
-                visit(self);
             }
         } else if batch.discard_log {
             return Err("discard_log without a snapshot".into());
         }
         if let Some(hard_state) = batch.hard_state {
             self.hard_state = Some(Bytes::copy_from_slice(hard_state));
-            visit(self);
         }
-        let last_index = self.last_index();
-        if let Some(first) = entries.first().filter(|f| f.index <= last_index) {
-            let before = self.entries.len();
+        if let Some(first) = entries.first() {
             self.entries.retain(|e| e.index < first.index);
-            if self.entries.len() != before {
-                visit(self);
-            }
         }
         for entry in entries {
             if entry.index <= self.snapshot_index() {
@@ -126,20 +109,20 @@ impl Model {
                 ));
             }
             self.entries.push(entry.clone());
-            visit(self);
         }
         Ok(())
     }
 
     /// Every state a restart may recover after `synced` was made durable and `pending` were
-    /// written after it: `synced` plus some prefix of `pending`, the last one perhaps cut short.
+    /// written after it: `synced` plus some prefix of `pending`, each write whole — never part
+    /// of one. The first state is `synced`, the last is every write applied.
     pub fn reachable(synced: &Model, pending: &[WriteBatch<'_>]) -> Vec<Model> {
-        let mut states = vec![synced.clone()];
-        let mut base = synced.clone();
+        let mut states = Vec::with_capacity(pending.len() + 1);
+        states.push(synced.clone());
+        let mut state = synced.clone();
         for batch in pending {
-            let steps = base.steps(batch).expect("pending writes were accepted, so they apply");
-            base = steps.last().expect("at least one step").clone();
-            states.extend(steps.into_iter().skip(1));
+            state.apply(batch).expect("pending writes were accepted, so they apply");
+            states.push(state.clone());
         }
         states
     }
@@ -154,17 +137,36 @@ mod tests {
         range.map(|i| Entry::command(i, term, Bytes::from(vec![i as u8]))).collect()
     }
 
+    /// Reference: Paxos Made Simple §2.2 — the rewrite of slots 5..=10 is kept whole or not at
+    /// all, so no reachable state forgets an accepted slot.
     #[test]
-    fn steps_cut_a_batch_in_field_order() {
+    fn reachable_states_hold_whole_writes_only() {
+        let mut synced = Model::default();
+        synced.apply(&WriteBatch { entries: &entries(1..=10, 1), ..Default::default() }).unwrap();
+        let rewrite = entries(5..=10, 2);
+        let appended = entries(11..=12, 2);
+        let pending = [
+            WriteBatch { hard_state: Some(b"ballot 2"), entries: &rewrite, ..Default::default() },
+            WriteBatch { entries: &appended, ..Default::default() },
+        ];
+        let states = Model::reachable(&synced, &pending);
+        assert_eq!(states.len(), 3, "synced, then each write whole");
+        assert_eq!(states[0], synced);
+        assert_eq!(states[1].hard_state.as_deref(), Some(&b"ballot 2"[..]));
+        assert_eq!(states[1].entries, [entries(1..=4, 1), rewrite].concat());
+        assert_eq!(states[2].last_index(), 12);
+        assert!(states.iter().all(|s| s.last_index() >= 10), "no state loses a slot");
+    }
+
+    #[test]
+    fn a_refused_batch_changes_nothing() {
         let mut model = Model::default();
         model.apply(&WriteBatch { entries: &entries(1..=3, 1), ..Default::default() }).unwrap();
-        let es = entries(2..=3, 2);
-        let batch = WriteBatch { hard_state: Some(b"hs"), entries: &es, ..Default::default() };
-        let steps = model.steps(&batch).unwrap();
-        // unchanged, hard state, truncation, entry 2, entry 3
-        assert_eq!(steps.len(), 5);
-        assert_eq!(steps[2].last_index(), 1);
-        assert_eq!(steps[4].entries, [entries(1..=1, 1), es].concat());
+        let before = model.clone();
+        let gap = entries(6..=6, 1);
+        let batch = WriteBatch { hard_state: Some(b"hs"), entries: &gap, ..Default::default() };
+        assert!(model.apply(&batch).is_err());
+        assert_eq!(model, before);
     }
 
     #[test]

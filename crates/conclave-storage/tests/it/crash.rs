@@ -5,22 +5,27 @@
 //! sometimes followed by garbage, and sometimes loses a segment created since (its directory
 //! entry was never synced). Snapshot files are written durably (temp, fsync, rename, fsync dir)
 //! before `write` returns, so they stay whole. After reopening, the store must hold the synced
-//! state plus at most a prefix of the later writes — never anything else.
+//! state plus a prefix of the later writes, each whole — a write is all-or-nothing on recovery —
+//! and exactly the writes whose bytes all survived the cut.
 
 use crate::support::{small_options, wal_lengths};
-use conclave_core::DetRng;
+use bytes::Bytes;
+use conclave_core::{DetRng, Entry, Recovered};
 use conclave_storage::conformance::{Model, OwnedBatch, Workload, entries, snapshot};
 use conclave_storage::{FileStore, FileStoreOptions, LogStore, StorageError, WriteBatch};
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Cuts the store's segments as a power loss could, given the lengths at the last sync.
+/// Cuts the store's segments as a power loss could, given the lengths at the last sync, and
+/// returns how many bytes of each surviving segment were kept (before any garbage).
 fn power_loss(
     dir: &Path,
-    synced: &std::collections::BTreeMap<std::path::PathBuf, u64>,
+    synced: &BTreeMap<PathBuf, u64>,
     rng: &mut DetRng,
-) {
+) -> BTreeMap<PathBuf, u64> {
+    let mut kept_lengths = BTreeMap::new();
     for (path, len) in wal_lengths(dir) {
         let durable = synced.get(&path).copied();
         if durable.is_none() && rng.chance(0.2) {
@@ -30,9 +35,11 @@ fn power_loss(
         let durable = durable.unwrap_or(0);
         assert!(len >= durable, "{} shrank below its synced length", path.display());
         if len == durable {
+            kept_lengths.insert(path, len);
             continue;
         }
         let kept = durable + rng.range_inclusive(0, len - durable);
+        kept_lengths.insert(path.clone(), kept);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(kept).unwrap();
         drop(file);
@@ -45,6 +52,24 @@ fn power_loss(
             OpenOptions::new().append(true).open(&path).unwrap().write_all(&garbage).unwrap();
         }
     }
+    kept_lengths
+}
+
+/// Where a write's bytes end: the active segment and its length right after the write.
+fn write_end(dir: &Path) -> (PathBuf, u64) {
+    wal_lengths(dir).pop_last().expect("an active segment")
+}
+
+/// How many of the pending writes a cut kept whole: those whose last byte (their commit record)
+/// survived. Each write ends after the one before it, so they form a prefix.
+fn writes_kept(ends: &[(PathBuf, u64)], kept_lengths: &BTreeMap<PathBuf, u64>) -> usize {
+    let survived = |(path, end): &(PathBuf, u64)| kept_lengths.get(path).is_some_and(|k| k >= end);
+    let kept = ends.iter().take_while(|end| survived(end)).count();
+    assert!(
+        ends[kept..].iter().all(|end| !survived(end)),
+        "a cut keeps a prefix of the log's bytes: {ends:?} {kept_lengths:?}"
+    );
+    kept
 }
 
 fn crash_run(seed: u64, options: &FileStoreOptions) {
@@ -58,6 +83,7 @@ fn crash_run(seed: u64, options: &FileStoreOptions) {
     let mut synced = model.clone();
     let mut synced_lengths = wal_lengths(&dir);
     let mut pending: Vec<OwnedBatch> = Vec::new();
+    let mut ends: Vec<(PathBuf, u64)> = Vec::new();
 
     for _round in 0..6 {
         let steps = rng.range_inclusive(1, 60);
@@ -66,15 +92,18 @@ fn crash_run(seed: u64, options: &FileStoreOptions) {
             store.write(&batch.as_batch()).unwrap();
             model.apply(&batch.as_batch()).unwrap();
             pending.push(batch);
+            ends.push(write_end(&dir));
             if rng.chance(0.3) {
                 store.sync().unwrap();
                 synced = model.clone();
                 synced_lengths = wal_lengths(&dir);
                 pending.clear();
+                ends.clear();
             }
         }
         drop(store);
-        power_loss(&dir, &synced_lengths, &mut rng);
+        let kept_lengths = power_loss(&dir, &synced_lengths, &mut rng);
+        let kept = writes_kept(&ends, &kept_lengths);
 
         let replay = format!(
             "crash seed {seed}, replay with CONCLAVE_CRASH_SEED={seed} cargo test -p conclave-storage \
@@ -84,21 +113,39 @@ fn crash_run(seed: u64, options: &FileStoreOptions) {
             .unwrap_or_else(|e| panic!("{replay}: reopen failed: {e}"));
         let batches: Vec<WriteBatch<'_>> = pending.iter().map(OwnedBatch::as_batch).collect();
         let reachable = Model::reachable(&synced, &batches);
+        let summary = |m: &Model| {
+            format!(
+                "snapshot {:?} hs {:?} entries {:?}",
+                m.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)),
+                m.hard_state,
+                m.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>()
+            )
+        };
+        let got = Model::from_recovered(&recovered);
+        // The contract: the synced state plus a prefix of whole writes, never part of one.
         assert!(
-            reachable.iter().any(|m| m.matches(&recovered)),
-            "{replay}: recovered a state no crash could leave\nsynced: last {} hs {:?}\nrecovered: snapshot {:?} entries {:?}",
-            synced.last_index(),
-            synced.hard_state,
-            recovered.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)),
-            recovered.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
+            reachable.contains(&got),
+            "{replay}: recovered a state no crash could leave\nsynced: {}\nrecovered: {}",
+            summary(&synced),
+            summary(&got),
         );
-        model = Model::from_recovered(&recovered);
+        // This store's promise under this crash: exactly the writes whose bytes all survived.
+        assert!(
+            reachable[kept] == got,
+            "{replay}: {kept} of {} unsynced writes survived whole, but recovery served another \
+             prefix\nexpected: {}\nrecovered: {}",
+            pending.len(),
+            summary(&reachable[kept]),
+            summary(&got),
+        );
+        model = got;
         assert_eq!(reopened.last_index(), model.last_index(), "{replay}");
         // Opening makes what it recovered durable, so it is the new synced state.
         store = reopened;
         synced = model.clone();
         synced_lengths = wal_lengths(&dir);
         pending.clear();
+        ends.clear();
     }
 }
 
@@ -283,8 +330,9 @@ fn torn_tail_is_truncated_and_the_store_carries_on() {
     assert_eq!(recovered.entries.len(), 6);
 }
 
-/// Flipping a byte of the very last record is indistinguishable from a torn write: that record
-/// is dropped and everything before it is served.
+/// Flipping a byte of the very last record — the last batch's commit record — is
+/// indistinguishable from a torn write: that batch is dropped whole and everything before it is
+/// served.
 #[test]
 fn damage_in_the_last_record_reads_as_a_torn_tail() {
     let root = tempfile::tempdir().unwrap();
@@ -298,9 +346,11 @@ fn damage_in_the_last_record_reads_as_a_torn_tail() {
     assert_eq!(recovered.entries.len(), 4);
     assert_eq!(
         recovered.hard_state.as_deref(),
-        Some(&b"term 5"[..]),
-        "batch 5's hard state is its own record"
+        Some(&b"term 4"[..]),
+        "batch 5's hard state goes with the rest of batch 5"
     );
+    let kept = fs::metadata(&segment).unwrap().len();
+    assert!(kept < bytes.len() as u64 - 10, "the file is cut back to batch 4's commit");
 }
 
 /// A log whose only segment lost its head while snapshots or older history prove it had one is
@@ -330,5 +380,155 @@ fn expect_corrupt_with(dir: &Path, file: &Path, options: FileStoreOptions) {
     match FileStore::open(dir, options) {
         Err(StorageError::Corrupt { file: named, .. }) => assert_eq!(named, file),
         other => panic!("expected corruption in {}, got {:?}", file.display(), other.map(|_| ())),
+    }
+}
+
+/// The acceptor's state a cut of the log may recover: entries 1..=10 and the hard state.
+fn log_of(recovered: &Recovered) -> (Option<&[u8]>, Vec<(u64, u64)>) {
+    let entries = recovered.entries.iter().map(|e| (e.index, e.term)).collect();
+    (recovered.hard_state.as_deref(), entries)
+}
+
+/// Syncs slots 1..=10 accepted at ballot 1, then — unsynced — rewrites slots 5..=10 at ballot 2
+/// in one batch (a truncation followed by the new entries), and reopens the store from every
+/// byte-length cut of the unsynced tail, and from a lost new segment. Each cut must recover the
+/// old log or the new one, whole: never the truncation without the entries that replace it.
+///
+/// Reference: Paxos Made Simple §2.2 (an acceptor must remember what it accepted, even across
+/// a crash); Multi-Paxos re-emits the later accepted slots after rewriting one, so a batch that
+/// rewrites a suffix must not lose that suffix if it is cut short.
+///
+/// Returns whether the rewrite went into a new segment.
+fn rewritten_suffix_survives_every_cut(options: FileStoreOptions, data_bytes: usize) -> bool {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let accepted = |range: std::ops::RangeInclusive<u64>, ballot: u64| -> Vec<Entry> {
+        let data = |i: u64| Bytes::from(vec![(i + ballot) as u8; data_bytes]);
+        range.map(|i| Entry::command(i, ballot, data(i))).collect()
+    };
+    let (mut store, _) = FileStore::open(&dir, options.clone()).unwrap();
+    let old = accepted(1..=10, 1);
+    store
+        .write(&WriteBatch { hard_state: Some(b"ballot 1"), entries: &old, ..Default::default() })
+        .unwrap();
+    store.sync().unwrap();
+    let synced = wal_lengths(&dir);
+    let rewrite = accepted(5..=10, 2);
+    store
+        .write(&WriteBatch {
+            hard_state: Some(b"ballot 2"),
+            entries: &rewrite,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(store.last_index(), 10);
+    drop(store);
+
+    let written = wal_lengths(&dir);
+    let grown: Vec<_> =
+        written.iter().filter(|(path, len)| synced.get(*path) != Some(*len)).collect();
+    assert_eq!(grown.len(), 1, "one segment holds the unsynced batch: {written:?}");
+    let (tail_path, &tail_len) = grown[0];
+    let tail_bytes = fs::read(tail_path).unwrap();
+    let tail_from = synced.get(tail_path).copied();
+    let old_log: Vec<_> = old.iter().map(|e| (e.index, e.term)).collect();
+    let new_log: Vec<_> = (1..=4).map(|i| (i, 1)).chain((5..=10).map(|i| (i, 2))).collect();
+
+    // `None` stands for the new segment's directory entry never reaching the disk.
+    let cuts = tail_from
+        .is_none()
+        .then_some(None)
+        .into_iter()
+        .chain((tail_from.unwrap_or(0)..=tail_len).map(Some));
+    // The other segments are sealed: opening reads them and leaves them as they are.
+    let trial = root.path().join("trial");
+    fs::create_dir_all(trial.join("wal")).unwrap();
+    fs::create_dir_all(trial.join("snap")).unwrap();
+    for path in written.keys().filter(|path| *path != tail_path) {
+        fs::copy(path, trial.join("wal").join(path.file_name().unwrap())).unwrap();
+    }
+    let tail_target = trial.join("wal").join(tail_path.file_name().unwrap());
+    for cut in cuts {
+        // Opening cuts the tail back (and may give it a new head): restore it as the crash
+        // left it. Overwriting in place, not recreating, keeps each trial cheap.
+        match cut {
+            Some(cut) => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&tail_target)
+                    .unwrap();
+                file.write_all(&tail_bytes[..cut as usize]).unwrap();
+                file.set_len(cut).unwrap();
+            }
+            None if tail_target.exists() => fs::remove_file(&tail_target).unwrap(),
+            None => {}
+        }
+        let (store, recovered) = FileStore::open(&trial, options.clone())
+            .unwrap_or_else(|e| panic!("cut {cut:?} of {tail_len}: reopen failed: {e}"));
+        let (hard_state, log) = log_of(&recovered);
+        assert!(
+            log.len() >= 10,
+            "cut {cut:?} of {tail_len}: lost accepted slots, recovered {log:?}"
+        );
+        if cut == Some(tail_len) {
+            assert_eq!((hard_state, &log), (Some(&b"ballot 2"[..]), &new_log), "whole tail");
+        } else {
+            assert_eq!(
+                (hard_state, &log),
+                (Some(&b"ballot 1"[..]), &old_log),
+                "cut {cut:?} of {tail_len}: a cut batch must leave no trace"
+            );
+        }
+        assert_eq!(store.last_index(), 10, "cut {cut:?}");
+    }
+    tail_from.is_none()
+}
+
+// The cuts are made by hand, so fdatasync adds nothing here but time.
+
+#[test]
+fn rewritten_suffix_is_never_lost_in_one_segment() {
+    let options = FileStoreOptions { unsafe_no_fsync: true, ..FileStoreOptions::default() };
+    assert!(!rewritten_suffix_survives_every_cut(options, 24));
+}
+
+/// Small segments: the synced log fills the first segment, so the rewrite opens a new one
+/// (whose head is cut too), and its entries are split over several records.
+#[test]
+fn rewritten_suffix_is_never_lost_across_a_rollover() {
+    let options = FileStoreOptions { unsafe_no_fsync: true, ..small_options() };
+    assert!(rewritten_suffix_survives_every_cut(options, 300), "the rewrite opened a segment");
+}
+
+/// A segment written before commit records existed (format 1) holds batches without commits;
+/// replaying it by today's rules would drop them all as a torn tail and start empty. It is
+/// refused instead, naming the format.
+#[test]
+fn a_segment_of_format_1_is_refused() {
+    fn record(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload);
+        let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes.push(kind);
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    fs::create_dir_all(dir.join("wal")).unwrap();
+    fs::create_dir_all(dir.join("snap")).unwrap();
+    let segment = dir.join("wal").join("0000000000000001.log");
+    // Format 1: a header of (segment 1, last index 0), then a hard state of b"term 3".
+    let mut bytes = record(1, &[1, 0]);
+    bytes.extend(record(2, b"\x06term 3"));
+    fs::write(&segment, &bytes).unwrap();
+    match FileStore::open(&dir, FileStoreOptions::default()) {
+        Err(StorageError::Corrupt { file, reason, .. }) => {
+            assert_eq!(file, segment);
+            assert!(reason.contains("format 1"), "{reason}");
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r)),
     }
 }
