@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-500}
 # Every protocol the simulator and the server are built with.
-PROTOCOLS=${PROTOCOLS:-raft paxos gossip}
-SIM_FEATURES=conclave-sim/paxos,conclave-sim/gossip
+PROTOCOLS=${PROTOCOLS:-raft paxos totem gossip}
+SIM_FEATURES=conclave-sim/paxos,conclave-sim/totem,conclave-sim/gossip
 
 step() { printf '\n==> %s\n' "$*"; }
 

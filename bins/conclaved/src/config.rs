@@ -151,6 +151,7 @@ pub struct Config {
     pub raft: conclave_raft::RaftConfig,
     pub paxos: conclave_paxos::PaxosConfig,
     pub gossip: conclave_gossip::GossipConfig,
+    pub totem: conclave_totem::TotemConfig,
 }
 
 impl Default for Config {
@@ -169,6 +170,7 @@ impl Default for Config {
             raft: conclave_raft::RaftConfig::default(),
             paxos: conclave_paxos::PaxosConfig::default(),
             gossip: conclave_gossip::GossipConfig::default(),
+            totem: conclave_totem::TotemConfig::default(),
         }
     }
 }
@@ -260,18 +262,14 @@ impl Config {
         if s.max_pending_requests == 0 {
             return fail("`server.max_pending_requests` = 0: expected a positive number".into());
         }
-        match self.protocol {
-            ProtocolName::Raft => {
-                self.raft.validate().map_err(|e| ConfigError(format!("`raft`: {e}")))?
-            }
-            other => {
-                if !crate::protocols::built(other) {
-                    return fail(format!(
-                        "`protocol` = \"{other}\" is not built into this conclaved yet; accepted: {}",
-                        crate::protocols::BUILT.join(", ")
-                    ));
-                }
-            }
+        let checked = match self.protocol {
+            ProtocolName::Raft => self.raft.validate().map_err(|e| e.to_string()),
+            ProtocolName::Paxos => self.paxos.validate().map_err(|e| e.to_string()),
+            ProtocolName::Totem => self.totem.validate().map_err(|e| e.to_string()),
+            ProtocolName::Gossip => self.gossip.validate().map_err(|e| e.to_string()),
+        };
+        if let Err(error) = checked {
+            return fail(format!("`{}`: {error}", self.protocol));
         }
         Ok(())
     }

@@ -10,11 +10,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 /// The protocols this build can run.
-pub const BUILT: &[&str] = &["raft", "paxos", "gossip"];
-
-pub fn built(protocol: ProtocolName) -> bool {
-    BUILT.contains(&protocol.as_str())
-}
+pub const BUILT: &[&str] = &["raft", "paxos", "totem", "gossip"];
 
 /// Everything a node needs besides its protocol.
 pub struct Parts {
@@ -65,6 +61,13 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
                     .context("cannot start paxos from the recovered state")?;
             conclave_node::spawn(node_config, paxos, store, state_machine, transport, inbox)?
         }
+        ProtocolName::Totem => {
+            node_config.tick_interval_ms = config.totem.tick_interval_ms;
+            let totem =
+                conclave_totem::Totem::new(id, membership, config.totem.clone(), recovered, seed)
+                    .context("cannot start totem from the recovered state")?;
+            conclave_node::spawn(node_config, totem, store, state_machine, transport, inbox)?
+        }
         ProtocolName::Gossip => {
             node_config.tick_interval_ms = config.gossip.tick_interval_ms;
             let mut gossip_config = config.gossip.clone();
@@ -81,7 +84,6 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
                     .context("cannot start gossip from the recovered state")?;
             conclave_node::spawn(node_config, gossip, store, state_machine, transport, inbox)?
         }
-        other => anyhow::bail!("protocol {other} is not built into this conclaved yet"),
     };
     Ok(handle)
 }

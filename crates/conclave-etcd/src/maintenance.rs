@@ -50,6 +50,23 @@ impl MaintenanceService {
     }
 }
 
+impl MaintenanceService {
+    /// The member `endpoint status` shows as leader: the protocol's leader; for a leaderless
+    /// protocol that orders writes (Totem), the ring's representative — the lowest member id of
+    /// the ring, which also holds the leases — so that exactly one member is marked, as etcd
+    /// tools expect; none for gossip, which has no such member.
+    fn reported_leader(&self, status: &conclave_core::Status) -> u64 {
+        let guarantees = self.ctx.consensus.guarantees();
+        if guarantees.has_leader {
+            status.leader.map_or(0, |id| id.0)
+        } else if guarantees.linearizable_writes {
+            self.ctx.lease_holder().unwrap_or(0)
+        } else {
+            0
+        }
+    }
+}
+
 /// FNV-1a, 32 bits: small, stable across builds and platforms, and enough to tell replicas
 /// apart; it is not etcd's hash, so compare Conclave members only with each other.
 fn fnv1a(hash: u32, bytes: &[u8]) -> u32 {
@@ -83,7 +100,7 @@ impl Maintenance for MaintenanceService {
             header: self.ctx.current_header(),
             version: self.ctx.options.version.clone(),
             db_size,
-            leader: status.leader.map_or(0, |id| id.0),
+            leader: self.reported_leader(&status),
             raft_index: status.commit_index,
             raft_term: status.term,
             raft_applied_index: status.applied_index.max(applied),

@@ -270,3 +270,9 @@ fn gossip_etcdctl_downgraded() {
     let _serial = serial();
     gossip_suite(true);
 }
+
+#[test]
+fn totem_etcdctl() {
+    let _serial = serial();
+    suite("totem");
+}

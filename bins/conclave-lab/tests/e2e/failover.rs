@@ -134,3 +134,11 @@ fn paxos_leader_kill() {
     let _serial = serial();
     leader_kill("paxos", Duration::from_secs(2));
 }
+
+/// Totem has no leader: node 1 is killed, the ring re-forms without it (DESIGN: within 3 s
+/// with default timeouts).
+#[test]
+fn totem_member_kill() {
+    let _serial = serial();
+    leader_kill("totem", Duration::from_secs(3));
+}

@@ -94,3 +94,9 @@ fn gossip_metrics_pass_promtool() {
     let _serial = serial();
     check("gossip", &["conclave_gossip_rounds_total"]);
 }
+
+#[test]
+fn totem_metrics_pass_promtool() {
+    let _serial = serial();
+    check("totem", &["conclave_totem_ring_changes_total"]);
+}

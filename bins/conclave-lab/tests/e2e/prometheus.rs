@@ -556,3 +556,9 @@ fn gossip_prometheus_scrapes_and_alerts() {
     let _serial = serial();
     scrape_and_alert("gossip");
 }
+
+#[test]
+fn totem_prometheus_scrapes_and_alerts() {
+    let _serial = serial();
+    scrape_and_alert("totem");
+}

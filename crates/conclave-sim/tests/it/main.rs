@@ -11,6 +11,8 @@ mod healthy;
 #[cfg(feature = "paxos")]
 mod paxos;
 mod planted;
+#[cfg(feature = "totem")]
+mod totem;
 
 use conclave_sim::SimConfig;
 

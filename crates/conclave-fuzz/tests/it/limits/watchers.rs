@@ -1,0 +1,117 @@
+//! `max_watchers_per_stream` (10,000 by default; etcd has no such limit): a create past it is
+//! answered as etcd answers a refused create — `created` and `canceled` with watch id -1 and
+//! a reason — and the stream, its watchers and the server carry on.
+
+use crate::support::{TestServer, b, put, still_serving};
+use conclave_etcd::Limits;
+use conclave_etcd::pb::etcdserverpb::watch_request::RequestUnion;
+use conclave_etcd::pb::etcdserverpb::{
+    WatchCancelRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+const TOO_MANY: &str = "etcdserver: too many watchers on this stream";
+
+fn create(key: &str) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b(key),
+            ..Default::default()
+        })),
+    }
+}
+
+fn cancel(id: i64) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id: id })),
+    }
+}
+
+async fn next(responses: &mut Streaming<WatchResponse>) -> WatchResponse {
+    tokio::time::timeout(Duration::from_secs(30), responses.message())
+        .await
+        .expect("a watch response within 30 s")
+        .expect("the stream is healthy")
+        .expect("the stream is open")
+}
+
+async fn open(server: &TestServer) -> (mpsc::Sender<WatchRequest>, Streaming<WatchResponse>) {
+    let (tx, rx) = mpsc::channel(1024);
+    let responses = server.watch().await.watch(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    (tx, responses)
+}
+
+/// Opens `limit` watchers, then one more, on one stream; checks the refusal; returns the ids.
+async fn fill(
+    tx: &mpsc::Sender<WatchRequest>,
+    responses: &mut Streaming<WatchResponse>,
+    limit: usize,
+) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(limit);
+    // Send from another task: the server answers each create before it reads the next, so
+    // sending them all before reading would fill both directions' buffers and stall.
+    let sender = tx.clone();
+    let sending = tokio::spawn(async move {
+        for i in 0..=limit {
+            sender.send(create(&format!("w{}", i % 4))).await.unwrap();
+        }
+    });
+    for _ in 0..limit {
+        let created = next(responses).await;
+        assert!(created.created && !created.canceled, "{created:?}");
+        ids.push(created.watch_id);
+    }
+    let refused = next(responses).await;
+    sending.await.unwrap();
+    assert!(refused.created && refused.canceled, "{refused:?}");
+    assert_eq!((refused.watch_id, refused.cancel_reason.as_str()), (-1, TOO_MANY));
+    ids
+}
+
+#[tokio::test]
+async fn at_a_small_limit_and_past_it_and_back() {
+    let server =
+        TestServer::start(Limits { max_watchers_per_stream: 3, ..Limits::default() }).await;
+    let (tx, mut responses) = open(&server).await;
+    let ids = fill(&tx, &mut responses, 3).await;
+
+    // Cancelling one makes room for one more.
+    tx.send(cancel(ids[0])).await.unwrap();
+    let canceled = next(&mut responses).await;
+    assert!(canceled.canceled && canceled.watch_id == ids[0], "{canceled:?}");
+    tx.send(create("w0")).await.unwrap();
+    let again = next(&mut responses).await;
+    assert!(again.created && !again.canceled, "{again:?}");
+
+    // The watchers still see writes: w1 is watched by ids[1].
+    let mut kv = server.kv().await;
+    kv.put(put("w1", "seen")).await.unwrap();
+    let event = next(&mut responses).await;
+    assert_eq!(event.watch_id, ids[1]);
+    assert_eq!(&event.events[0].kv.as_ref().unwrap().key[..], b"w1");
+
+    // Another stream has its own allowance.
+    let (tx2, mut responses2) = open(&server).await;
+    tx2.send(create("other")).await.unwrap();
+    assert!(next(&mut responses2).await.created);
+    still_serving(&mut kv).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_default_limit_and_past_it() {
+    let limit = Limits::default().max_watchers_per_stream;
+    assert_eq!(limit, 10_000);
+    let server = TestServer::start(Limits::default()).await;
+    let (tx, mut responses) = open(&server).await;
+    let ids = fill(&tx, &mut responses, limit).await;
+    assert_eq!(ids.len(), limit);
+    // The stream still works at its limit: a cancel is answered.
+    tx.send(cancel(ids[limit - 1])).await.unwrap();
+    assert!(next(&mut responses).await.canceled);
+    still_serving(&mut server.kv().await).await;
+    server.stop().await;
+}

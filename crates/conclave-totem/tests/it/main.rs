@@ -1,0 +1,6 @@
+//! Integration tests of the Totem member, over a synchronous in-test network.
+
+mod chaos;
+mod membership;
+mod net;
+mod ordering;
