@@ -6,6 +6,40 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Runs `etcdctl watch PREFIX --prefix` against `endpoint` while `act` runs, and returns the
+/// first five lines it printed (one put and one delete), waiting at most 10 s for them.
+fn watch_events(endpoint: &str, prefix: &str, act: impl FnOnce()) -> Vec<String> {
+    let mut watch = Command::new(tool("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(["watch", prefix, "--prefix"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    act();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 5 && Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    seen
+}
+
 /// Runs the whole etcdctl suite against a 3-node cluster of `protocol`.
 pub fn suite(protocol: &str) {
     let rt = runtime();
@@ -68,35 +102,10 @@ pub fn suite(protocol: &str) {
     assert_eq!(etcdctl_ok(one, &["get", "lock", "--print-value-only"]), "other\n");
 
     // watch --prefix sees later puts and deletes.
-    let mut watch = Command::new(tool("etcdctl"))
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", all[1]))
-        .args(["watch", "w/", "--prefix"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
+    let seen = watch_events(&all[1], "w/", || {
+        etcdctl_ok(one, &["put", "w/a", "1"]);
+        etcdctl_ok(one, &["del", "w/a"]);
     });
-    std::thread::sleep(Duration::from_millis(700));
-    etcdctl_ok(one, &["put", "w/a", "1"]);
-    etcdctl_ok(one, &["del", "w/a"]);
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seen.len() < 5 && Instant::now() < deadline {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-            seen.push(line);
-        }
-    }
-    let _ = watch.kill();
-    let _ = watch.wait();
     assert_eq!(seen, ["PUT", "w/a", "1", "DELETE", "w/a"], "watch output");
 
     // del --prefix
@@ -224,35 +233,10 @@ fn gossip_suite(downgrade: bool) {
         }
     }
     // delete, watch, member list, endpoint status
-    let mut watch = Command::new(tool("etcdctl"))
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", all[0]))
-        .args(["watch", "g/", "--prefix"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
+    let seen = watch_events(&all[0], "g/", || {
+        etcdctl_ok(one, &["put", "g/w", "x"]);
+        assert_eq!(etcdctl_ok(one, &["del", "g/w"]).trim(), "1");
     });
-    std::thread::sleep(Duration::from_millis(700));
-    etcdctl_ok(one, &["put", "g/w", "x"]);
-    assert_eq!(etcdctl_ok(one, &["del", "g/w"]).trim(), "1");
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seen.len() < 5 && Instant::now() < deadline {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-            seen.push(line);
-        }
-    }
-    let _ = watch.kill();
-    let _ = watch.wait();
     assert_eq!(seen, ["PUT", "g/w", "x", "DELETE", "g/w"], "watch output");
     assert_eq!(etcdctl_ok(one, &["member", "list"]).lines().count(), 3);
     let status = etcdctl_ok(one, &["endpoint", "status", "--cluster", "-w", "fields"]);
