@@ -63,7 +63,8 @@ pub struct TotemConfig {
     /// How often a gathering member resends its join message (Totem §4.2, "join timeout").
     pub join_timeout_ms: u64,
     /// A gathering member that has not reached consensus on the membership after this long
-    /// declares failed every member that has not agreed (Totem §4.2, "consensus timeout").
+    /// declares failed the members it has not heard from, and one period later those that
+    /// still disagree (Totem §4.2, "consensus timeout").
     pub consensus_timeout_ms: u64,
     /// How often the representative of a ring that lacks some configured members announces
     /// the ring to them, so that rings separated by a partition merge once it heals.

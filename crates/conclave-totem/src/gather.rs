@@ -2,17 +2,18 @@
 //!
 //! Each gathering member keeps a `proc_set` (members it believes should be in the ring) and a
 //! `fail_set` (members it has given up on), and broadcasts them in join messages. Sets only
-//! grow: a join adds the members and the failures it names (Totem §4.2), and a member whose
-//! join names this member as failed cannot hear it, so it is failed here too. Consensus is
-//! reached when every member of `proc_set − fail_set` has sent a join with exactly this
-//! member's two sets.
+//! grow: a join adds the members and the failures it names (Totem §4.2). Consensus is reached
+//! when every member of `proc_set − fail_set` has sent a join with exactly this member's two
+//! sets.
 //!
-//! At the consensus timeout only the members not heard from since the previous timeout are
-//! declared failed. Failing live members that merely disagree for now (because they have not yet
-//! heard of the same failures) would make them fail each other in turn and rings would keep
-//! re-forming without one member or another; so a member that is heard from but still
-//! disagrees is failed only at the second such timeout in a row, as a safety net. Gathering
-//! therefore always ends, at worst in a ring of one.
+//! Failures spread: whoever hears of one adopts it. So failures must only be declared when they
+//! are real, or a grudge against a live member passes from gather to gather and rings keep
+//! re-forming without one member or another. Hence two departures from the paper's letter:
+//! at the consensus timeout only the members not heard from since the previous timeout are
+//! declared failed (a member heard from that still disagrees is failed only at the second such
+//! timeout in a row, as a safety net); and a join that names this member as failed is ignored
+//! rather than answered by failing its sender, which the timeout then does if the sender stays
+//! out of reach. Gathering therefore always ends, at worst in a ring of one.
 
 use crate::message::Join;
 use conclave_core::NodeId;
@@ -71,16 +72,17 @@ impl Gather {
         if self.fail_set.contains(&from) {
             return false;
         }
+        if join.fail_set.contains(&me) {
+            // It cannot hear this member. The paper fails it at once; ignoring it instead leaves
+            // it silent here, so it is failed at the consensus timeout unless it gathers anew
+            // with this member in view (see the module documentation).
+            return false;
+        }
         self.heard.insert(from);
         let before = (self.proc_set.len(), self.fail_set.len());
         self.proc_set.extend(join.proc_set.iter().copied());
         self.proc_set.insert(from);
-        if join.fail_set.contains(&me) {
-            // It cannot hear this member: the two will form different rings.
-            self.fail_set.insert(from);
-        } else {
-            self.fail_set.extend(join.fail_set.iter().copied().filter(|&m| m != me));
-        }
+        self.fail_set.extend(join.fail_set.iter().copied());
         self.joins.insert(from, join);
         before != (self.proc_set.len(), self.fail_set.len())
     }
@@ -169,10 +171,12 @@ mod tests {
     }
 
     #[test]
-    fn a_member_that_failed_me_is_failed() {
+    fn a_member_that_failed_me_is_failed_once_silent() {
         let mut g = Gather::new(n(1), [n(2)]);
         let j = Join { ring_seq: 4, proc_set: set(&[1, 2]), fail_set: set(&[1]) };
-        assert!(g.on_join(n(1), n(2), j));
+        assert!(!g.on_join(n(1), n(2), j));
+        assert!(!g.consensus(n(1)));
+        assert!(g.on_consensus_timeout(n(1)));
         assert_eq!(g.members(), set(&[1]));
         assert!(g.consensus(n(1)));
     }

@@ -130,7 +130,9 @@ impl Totem {
         if p.summaries.len() == n {
             let (source, chosen) = choose_source(&p.summaries);
             let same = p.summaries[&me].up_to_date_key() == chosen.up_to_date_key();
-            if !ring.primary || same || synced_here {
+            // (The length check only guards against a corrupt token: a synced log reaches it.)
+            let reaches = self.log.last_index() >= chosen.last_index;
+            if !ring.primary || ((same || synced_here) && reaches) {
                 p.synced.insert(me);
             }
             if ring.primary && source == me {
