@@ -2,7 +2,7 @@
 # Installs the system tools the tests and the lab use: etcdctl and etcd 3.4 (Debian's
 # etcd-client and etcd-server), Prometheus with promtool (Debian's prometheus), and what the
 # lab's plots (plotters) need to build and to draw text: fontconfig and freetype headers,
-# pkg-config, and a font (DejaVu).
+# pkg-config, and a font (DejaVu); openssl for the test CA script.
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -10,6 +10,8 @@ need=()
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# scripts/make-test-ca.sh, which the TLS tests run.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 for package in pkg-config libfontconfig1-dev libfreetype-dev fonts-dejavu-core; do
   dpkg -s "$package" >/dev/null 2>&1 || need+=("$package")
 done

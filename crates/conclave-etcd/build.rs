@@ -1,7 +1,7 @@
 //! Compiles the etcd v3 protos with protox (pure Rust) so that building needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/rpc.proto", "proto/kv.proto"];
+    let protos = ["proto/rpc.proto", "proto/kv.proto", "proto/auth.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -158,6 +158,12 @@ impl EtcdCluster {
         Ok(Pid::from_raw(child.id() as i32))
     }
 
+    /// The process id of member `index`, if it was started (the guard execs etcd, so this is
+    /// etcd's own pid).
+    pub fn pid_of(&self, index: usize) -> Option<u32> {
+        self.members.get(index)?.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self, index: usize) -> bool {
         match self.members.get_mut(index).and_then(|m| m.child.as_mut()) {
             Some(child) => matches!(child.try_wait(), Ok(None)),

@@ -7,10 +7,19 @@
 //! the order a run goes through it: [`options`] → [`ab`] (targets and runs) → [`run`] (one
 //! target: [`target`] with [`proxy`] and [`etcd`], [`drive`] with [`workload`] and [`kv`],
 //! [`faults`], [`scrape`], [`progress`], [`convergence`]) → [`history`] → [`analysis`] and
-//! [`stats`] → [`results`] → [`report`] and [`plots`]. [`check`] judges a saved history.
+//! [`stats`] → [`results`] → [`report`] and [`plots`]. [`check`] judges a saved history. [`bench`] measures
+//! throughput and latency of every protocol next to etcd's.
 
 pub mod ab;
 pub mod analysis;
+pub mod bench;
+pub mod bench_load;
+pub mod bench_machine;
+pub mod bench_options;
+pub mod bench_plot;
+pub mod bench_report;
+pub mod bench_scaling;
+pub mod bench_target;
 pub mod check;
 pub mod client;
 pub mod cluster;

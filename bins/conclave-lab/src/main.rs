@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use conclave_lab::bench_options::BenchOptions;
 use conclave_lab::cluster::{Cluster, ClusterSpec};
 use conclave_lab::options::{AbOptions, MAX_DURATION, parse_duration};
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ enum Cmd {
     /// Run the same workload and faults against each protocol (and etcd), check the client
     /// histories, and write a comparison report.
     Ab(Box<AbOptions>),
+    /// Throughput and latency of put, linearizable and serializable get and compare-and-swap
+    /// at several client counts, every protocol next to etcd, with the machine's fdatasync and
+    /// loopback round trip; writes bench.json, bench.txt and a plot.
+    Bench(Box<BenchOptions>),
     /// Check a recorded client history (history-<target>.json) for linearizability, stale
     /// reads and lost updates. Exit code 0: linearizable; 1: not; 2: unreadable.
     Check {
@@ -106,6 +111,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Bench(options) => {
+            tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+            let runtime = tokio::runtime::Runtime::new().expect("cannot start the runtime");
+            match runtime.block_on(bench(*options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("conclave-lab: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Up { protocol, nodes, data_dir, reuse, log_level, ready_timeout } => {
             tracing_subscriber::fmt().with_env_filter("warn").init();
             let runtime = tokio::runtime::Runtime::new().expect("cannot start the runtime");
@@ -140,6 +156,22 @@ async fn ab(options: AbOptions) -> anyhow::Result<()> {
         outcome.map_err(|_| anyhow::anyhow!("the A/B run passed its time cap of {cap:?}"))??;
     println!("{}", conclave_lab::report::table(&results.summary));
     println!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+async fn bench(options: BenchOptions) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the lab's own executable")?;
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = tokio::select! {
+        outcome = conclave_lab::bench::run_bench(options, exe, command) => outcome,
+        _ = conclaved::server::shutdown_signal() => {
+            eprintln!("\ninterrupted: stopping every process the lab started");
+            anyhow::bail!("interrupted");
+        }
+    };
+    let (results, out) = outcome?;
+    print!("{}", conclave_lab::bench_report::render(&results));
+    println!("results: {}", out.join("bench.json").display());
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The server's configuration: built-in defaults < `conclave.toml` < `CONCLAVE_*` environment <
 //! command-line flags, merged with figment, then validated before anything is bound.
 
+use crate::address::HostPort;
 use conclave_core::NodeId;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -39,19 +40,20 @@ impl fmt::Display for ProtocolName {
     }
 }
 
-/// One member of the cluster: `ID=PEER_ADDR,CLIENT_ADDR` in a string, or a table
-/// `{ id = 1, peer = "127.0.0.1:2380", client = "127.0.0.1:2379" }`.
+/// One member of the cluster: `ID=PEER_HOST:PORT,CLIENT_HOST:PORT` in a string, or a table
+/// `{ id = 1, peer = "10.0.0.1:2380", client = "10.0.0.1:2379" }`. Hosts are IP addresses or DNS
+/// names (resolved when dialled, see [`HostPort`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Member {
     pub id: u64,
-    pub peer: SocketAddr,
-    pub client: SocketAddr,
+    pub peer: HostPort,
+    pub client: HostPort,
 }
 
 impl Member {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let expected =
-            "expected ID=PEER_HOST:PORT,CLIENT_HOST:PORT, e.g. 1=127.0.0.1:2380,127.0.0.1:2379";
+        let expected = "expected ID=PEER_HOST:PORT,CLIENT_HOST:PORT, e.g. \
+             1=10.0.0.1:2380,10.0.0.1:2379 or 1=conclave-0.conclave-peer:2380,conclave-0.conclave-peer:2379";
         let (id, addresses) =
             text.split_once('=').ok_or_else(|| format!("`{text}`: {expected}"))?;
         let (peer, client) =
@@ -60,14 +62,20 @@ impl Member {
             .trim()
             .parse::<u64>()
             .map_err(|_| format!("`{text}`: member id `{id}` is not a number"))?;
-        let peer = peer.trim().parse().map_err(|_| {
-            format!("`{text}`: peer address `{peer}` is not HOST:PORT with an IP address")
-        })?;
-        let client = client.trim().parse().map_err(|_| {
-            format!("`{text}`: client address `{client}` is not HOST:PORT with an IP address")
-        })?;
+        let peer = member_address(peer, "peer").map_err(|e| format!("`{text}`: {e}"))?;
+        let client = member_address(client, "client").map_err(|e| format!("`{text}`: {e}"))?;
         Ok(Self { id, peer, client })
     }
+}
+
+/// A member's `peer` or `client` address, with an error naming which one and the value.
+fn member_address(text: &str, which: &str) -> Result<HostPort, String> {
+    HostPort::parse(text).map_err(|e| {
+        format!(
+            "{which} address `{}`: {e} (expected HOST:PORT with an IP address or a DNS name)",
+            text.trim()
+        )
+    })
 }
 
 impl<'de> Deserialize<'de> for Member {
@@ -76,8 +84,8 @@ impl<'de> Deserialize<'de> for Member {
         #[serde(deny_unknown_fields)]
         struct Table {
             id: u64,
-            peer: SocketAddr,
-            client: SocketAddr,
+            peer: String,
+            client: String,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -89,7 +97,14 @@ impl<'de> Deserialize<'de> for Member {
             .map_err(|_| serde::de::Error::custom("a member is `ID=PEER_HOST:PORT,CLIENT_HOST:PORT` or a table with id, peer and client"))?
         {
             Form::Text(text) => Member::parse(&text).map_err(serde::de::Error::custom),
-            Form::Table(t) => Ok(Member { id: t.id, peer: t.peer, client: t.client }),
+            Form::Table(t) => {
+                let in_member = |e| serde::de::Error::custom(format!("member {}: {e}", t.id));
+                Ok(Member {
+                    id: t.id,
+                    peer: member_address(&t.peer, "peer").map_err(in_member)?,
+                    client: member_address(&t.client, "client").map_err(in_member)?,
+                })
+            }
         }
     }
 }
@@ -108,6 +123,8 @@ pub struct ServerSettings {
     pub max_pending_requests: usize,
     /// Gossip only: serve linearizable reads and txns locally (counted) instead of refusing them.
     pub downgrade_unsupported: bool,
+    /// How long an auth token lives without being used, in seconds (etcd's `--auth-token-ttl`).
+    pub auth_token_ttl_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -118,6 +135,7 @@ impl Default for ServerSettings {
             snapshot_interval_entries: 10_000,
             max_pending_requests: 10_000,
             downgrade_unsupported: false,
+            auth_token_ttl_secs: 300,
         }
     }
 }
@@ -147,7 +165,13 @@ pub struct Config {
     pub cluster_id: u64,
     /// Log filter (`info`, `debug`, `conclave_raft=debug,info`); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Allow plaintext client or peer listeners on non-loopback addresses (logged as a warning).
+    pub insecure: bool,
+    /// Certificates for the client and peer listeners; see docs/security.md.
+    pub tls: crate::tls::TlsSettings,
     pub server: ServerSettings,
+    /// What one client, connection or request may make the node hold.
+    pub limits: crate::limits::LimitSettings,
     pub raft: conclave_raft::RaftConfig,
     pub paxos: conclave_paxos::PaxosConfig,
     pub gossip: conclave_gossip::GossipConfig,
@@ -166,7 +190,10 @@ impl Default for Config {
             members: Vec::new(),
             cluster_id: 0,
             log_level: "info".into(),
+            insecure: false,
+            tls: crate::tls::TlsSettings::default(),
             server: ServerSettings::default(),
+            limits: crate::limits::LimitSettings::default(),
             raft: conclave_raft::RaftConfig::default(),
             paxos: conclave_paxos::PaxosConfig::default(),
             gossip: conclave_gossip::GossipConfig::default(),
@@ -243,6 +270,17 @@ impl Config {
                 }
             }
         }
+        let plaintext = [
+            ("client_listen", self.client_listen, self.tls.client_tls(), "`tls.client_cert`"),
+            ("peer_listen", self.peer_listen, self.tls.peer_tls(), "`tls.peer_cert`"),
+        ];
+        for (key, address, tls, tls_keys) in plaintext {
+            crate::tls::check_plaintext(key, address, tls, tls_keys, self.insecure)
+                .or_else(fail)?;
+        }
+        if let Err(error) = self.tls.load(self.node_id()) {
+            return fail(error);
+        }
         if self.data_dir.as_os_str().is_empty() {
             return fail("`data_dir` is empty: give a directory for the WAL and snapshots".into());
         }
@@ -262,6 +300,16 @@ impl Config {
         if s.max_pending_requests == 0 {
             return fail("`server.max_pending_requests` = 0: expected a positive number".into());
         }
+        if s.auth_token_ttl_secs == 0
+            || s.auth_token_ttl_secs > conclave_etcd::config::MAX_AUTH_TOKEN_TTL_SECS
+        {
+            return fail(format!(
+                "`server.auth_token_ttl_secs` = {}: expected 1 to {} seconds",
+                s.auth_token_ttl_secs,
+                conclave_etcd::config::MAX_AUTH_TOKEN_TTL_SECS
+            ));
+        }
+        self.limits.validate().or_else(fail)?;
         let checked = match self.protocol {
             ProtocolName::Raft => self.raft.validate().map_err(|e| e.to_string()),
             ProtocolName::Paxos => self.paxos.validate().map_err(|e| e.to_string()),

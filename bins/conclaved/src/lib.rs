@@ -1,13 +1,18 @@
 //! The Conclave server as a library: `conclaved`'s main, and the pieces tests and the lab reuse.
 //!
 //! [`main_with_args`] parses flags, loads and validates the configuration (exit code 2 on a bad
-//! one, before anything is bound), then runs the node until SIGTERM or SIGINT.
+//! one, before anything is bound), then runs the node until SIGTERM or SIGINT — or, with the
+//! `snapshot` command, restores or checks a backup instead ([`restore`]).
 
+pub mod address;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod protocols;
+pub mod restore;
 pub mod server;
+pub mod tls;
 
 use clap::Parser;
 use std::ffi::OsString;
@@ -23,6 +28,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = impl Into<OsString> + Clone
             return ExitCode::from(code);
         }
     };
+    if let Some(cli::Command::Snapshot(cli::SnapshotCommand::Status { file })) = &flags.command {
+        return restore::run_status(file);
+    }
     let config = match config::Config::load(flags.config.as_deref(), &flags) {
         Ok(config) => config,
         Err(error) => {
@@ -30,6 +38,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = impl Into<OsString> + Clone
             return ExitCode::from(2);
         }
     };
+    if let Some(cli::Command::Snapshot(cli::SnapshotCommand::Restore { file })) = &flags.command {
+        return restore::run_restore(&config, file);
+    }
     if flags.check_config {
         match toml_like(&config) {
             Ok(text) => println!("{text}"),

@@ -42,7 +42,9 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
         ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut node_config = NodeConfig::new(id);
     node_config.request_timeout_ms = config.server.request_timeout_ms;
-    node_config.max_proposal_bytes = config.server.max_request_bytes;
+    // The etcd API limits each command; an auth guard around it adds a few bytes of its own.
+    node_config.max_proposal_bytes =
+        config.server.max_request_bytes + conclave_kv::GUARD_OVERHEAD_BYTES;
     node_config.max_pending_requests = config.server.max_pending_requests;
     node_config.snapshot_interval_entries = config.server.snapshot_interval_entries;
     let Parts { store, recovered, state_machine, transport, inbox } = parts;

@@ -15,7 +15,6 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// The three listening sockets, bound before anything else starts so that a port clash is
 /// reported at once. Tests bind port 0 and pass them in.
@@ -74,6 +73,7 @@ fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).context("cannot install the metrics recorder")?;
     conclave_node::metrics::describe();
+    conclave_transport::describe_metrics();
     Ok(handle)
 }
 
@@ -89,6 +89,27 @@ pub async fn run_with(
         node = %id, protocol = %config.protocol, client = %listeners.client.local_addr()?,
         peer = %listeners.peer.local_addr()?, metrics = %listeners.metrics.local_addr()?,
         data = %config.data_dir.display(), "starting"
+    );
+    // Checked at config load already; read again here so that what runs is what is on disk now.
+    let tls = config.tls.load(id).map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    // One process-wide rustls provider, the one tonic's `tls-ring` uses. Installing it fails
+    // only when one is installed already (a test running several nodes), which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let exposed = crate::tls::plaintext_exposed(&[
+        ("client_listen", config.client_listen, tls.client.is_some()),
+        ("peer_listen", config.peer_listen, tls.peer.is_some()),
+    ]);
+    if !exposed.is_empty() {
+        tracing::warn!(
+            listeners = %exposed.join(", "),
+            "insecure = true: serving plaintext on a non-loopback address; anyone who can reach it can read and change the data (docs/security.md)"
+        );
+    }
+    tracing::info!(
+        client_tls = tls.client.is_some(),
+        client_cert_auth = tls.client_cert_auth,
+        peer_mtls = tls.peer.is_some(),
+        "tls"
     );
 
     // Storage first: a corrupt log stops the node before it talks to anyone.
@@ -110,7 +131,7 @@ pub async fn run_with(
     let state_machine = Arc::new(RwLock::new(kv));
 
     // Transport.
-    let transport_config = TransportConfig::default();
+    let transport_config = TransportConfig { tls: tls.peer.clone(), ..TransportConfig::default() };
     let peers: BTreeMap<NodeId, String> =
         config.members.iter().map(|m| (NodeId(m.id), m.peer.to_string())).collect();
     let transport = GrpcTransport::start(
@@ -145,20 +166,34 @@ pub async fn run_with(
 
     // Peer service.
     let members: BTreeSet<NodeId> = peers.keys().copied().collect();
-    let peer_service = PeerService::new(id, members, inbox_tx)
-        .with_shutdown(peer_stopping)
-        .into_server(&transport_config);
+    let mut peer_service = PeerService::new(id, members, inbox_tx).with_shutdown(peer_stopping);
+    let mut peer_builder = tonic::transport::Server::builder();
+    if let Some(peer_tls) = &tls.peer {
+        peer_service = peer_service.require_node_certificates(config.protocol.as_str());
+        peer_builder = peer_builder
+            .tls_config(peer_tls.server_config())
+            .context("peer TLS settings (tls.peer_cert, tls.peer_key, tls.peer_ca)")?;
+    }
+    let peer_service = peer_service.into_server(&transport_config);
     let peer_server = tokio::spawn(
-        tonic::transport::Server::builder()
+        peer_builder
             .tcp_nodelay(true)
             .max_concurrent_streams(transport_config.max_concurrent_streams)
             .add_service(peer_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.peer), stopped()),
+            .serve_with_incoming_shutdown(
+                conclave_etcd::server::nodelay(listeners.peer),
+                stopped(),
+            ),
     );
 
     // Client API.
     let etcd = etcd_context(&config, consensus.clone(), state_machine.clone())?;
-    let client_server = tokio::spawn(conclave_etcd::serve(etcd, listeners.client, stopped()));
+    let client_server = tokio::spawn(conclave_etcd::serve_with_tls(
+        etcd,
+        listeners.client,
+        tls.client.clone(),
+        stopped(),
+    ));
 
     // Metrics and health.
     let endpoints = http::Endpoints { metrics: metrics_handle, consensus: consensus.clone() };
@@ -185,17 +220,19 @@ fn etcd_context(
     consensus: Arc<dyn Consensus>,
     store: Arc<RwLock<KvStore>>,
 ) -> anyhow::Result<conclave_etcd::EtcdContext> {
+    let peer_scheme = if config.tls.peer_tls() { "https" } else { "http" };
     let members = config
         .members
         .iter()
         .map(|m| conclave_etcd::MemberInfo {
             id: m.id,
             name: format!("node-{}", m.id),
-            peer_urls: vec![format!("http://{}", m.peer)],
+            peer_urls: vec![format!("{peer_scheme}://{}", m.peer)],
             // Without a scheme: etcdctl 3.4 dials each member's URL for `endpoint status
             // --cluster` and sends it whole as the HTTP/2 :authority, which our HTTP/2 stack
             // rightly refuses when it contains "http://". Host and port alone work everywhere
-            // etcdctl uses them. See docs/compatibility.md.
+            // etcdctl uses them, over TLS too: a schemeless endpoint takes the client's own TLS
+            // settings (--cacert/--cert/--key). See docs/compatibility.md.
             client_urls: vec![m.client.to_string()],
         })
         .collect();
@@ -204,12 +241,10 @@ fn etcd_context(
         member_id: config.node_id,
         members,
     };
-    let limits = conclave_etcd::Limits {
-        max_request_bytes: config.server.max_request_bytes,
-        ..Default::default()
-    };
+    let limits = config.limits.to_etcd(config.server.max_request_bytes);
     let options = conclave_etcd::Options {
         downgrade_unsupported: config.server.downgrade_unsupported,
+        auth_token_ttl_secs: config.server.auth_token_ttl_secs,
         ..Default::default()
     };
     conclave_etcd::EtcdContext::new(consensus, store, cluster, limits, options)

@@ -11,6 +11,9 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// server and gets etcd's own "request is too large" error.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// The longest `auth_token_ttl_secs` accepted: a year.
+pub const MAX_AUTH_TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
+
 /// A configuration value that cannot work.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {key} = {value}: {expected}")]
@@ -31,7 +34,39 @@ pub struct Limits {
     pub max_watchers_per_stream: usize,
     /// Responses buffered per watch or keep-alive stream before the sender waits for the client.
     pub stream_buffer_len: usize,
+    /// The most watchers this member holds at once, over all streams.
+    pub max_watchers: usize,
+    /// The most leases that may exist at once (checked by the member a grant arrives at).
+    pub max_leases: usize,
+    /// The most keys one range response carries (a range op inside a txn too); a range without
+    /// a limit, or with a higher one, gets this many with `more` set, and `count` still counts
+    /// every key. 0 turns the cap off, which is the default: etcd has none, and clients that
+    /// do not page (etcdctl 3.4's `get --prefix`) would silently miss keys.
+    pub max_range_keys: usize,
+    /// The most client connections served at once; past it, a new connection is closed as soon
+    /// as it is accepted.
+    pub max_connections: usize,
+    /// The most concurrent gRPC streams (calls, watch and keep-alive streams) per client
+    /// connection: HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS. A client waits for a free slot; one
+    /// that opens a stream anyway has it reset with REFUSED_STREAM.
+    pub max_concurrent_streams: u32,
 }
+
+/// The default of [`Limits::max_watchers`].
+pub const DEFAULT_MAX_WATCHERS: usize = 100_000;
+/// The default of [`Limits::max_leases`].
+pub const DEFAULT_MAX_LEASES: usize = 100_000;
+/// The default of [`Limits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The default of [`Limits::max_concurrent_streams`].
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 10_000;
+
+/// The deepest txn the API accepts: the outermost is level 1. Protobuf decoders stop at 100
+/// nested messages and a txn level is two (`TxnRequest`, `RequestOp`), so a server built on
+/// prost decodes 50 levels; but the answer to a 50-level txn is one message deeper than the
+/// request (each response op carries a header), past what a prost client decodes. 49 is the
+/// deepest txn whose answer every client can read.
+pub const MAX_TXN_NESTING: usize = 49;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -40,6 +75,11 @@ impl Default for Limits {
             max_txn_ops: 128,
             max_watchers_per_stream: 10_000,
             stream_buffer_len: 128,
+            max_watchers: DEFAULT_MAX_WATCHERS,
+            max_leases: DEFAULT_MAX_LEASES,
+            max_range_keys: 0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
         }
     }
 }
@@ -55,7 +95,18 @@ impl Limits {
         }
         positive("max_txn_ops", self.max_txn_ops)?;
         positive("max_watchers_per_stream", self.max_watchers_per_stream)?;
-        positive("stream_buffer_len", self.stream_buffer_len)
+        positive("stream_buffer_len", self.stream_buffer_len)?;
+        positive("max_watchers", self.max_watchers)?;
+        positive("max_leases", self.max_leases)?;
+        positive("max_connections", self.max_connections)?;
+        positive("max_concurrent_streams", self.max_concurrent_streams as usize)
+    }
+
+    /// The limit a range gets: its own, lowered to [`Self::max_range_keys`] when that is set
+    /// and the range asks for more (or for everything).
+    pub fn capped_range_limit(&self, limit: i64) -> i64 {
+        let cap = i64::try_from(self.max_range_keys).unwrap_or(i64::MAX);
+        if cap == 0 || (limit > 0 && limit <= cap) { limit } else { cap }
     }
 
     /// The gRPC decoding limit: larger messages are refused before any handler sees them.
@@ -81,6 +132,8 @@ pub struct Options {
     pub watch_progress_notify_interval_ms: u64,
     /// The version `Maintenance/Status` reports; etcdctl prints it as the server version.
     pub version: String,
+    /// How long an auth token lives without being used (etcd's `--auth-token-ttl`, 300 s).
+    pub auth_token_ttl_secs: u64,
 }
 
 impl Default for Options {
@@ -91,6 +144,7 @@ impl Default for Options {
             min_lease_ttl_secs: 2,
             watch_progress_notify_interval_ms: 600_000,
             version: format!("3.4.0-conclave-{}", env!("CARGO_PKG_VERSION")),
+            auth_token_ttl_secs: 300,
         }
     }
 }
@@ -102,6 +156,13 @@ impl Options {
             "watch_progress_notify_interval_ms",
             self.watch_progress_notify_interval_ms as usize,
         )?;
+        if self.auth_token_ttl_secs == 0 || self.auth_token_ttl_secs > MAX_AUTH_TOKEN_TTL_SECS {
+            return Err(ConfigError {
+                key: "auth_token_ttl_secs",
+                value: self.auth_token_ttl_secs.to_string(),
+                expected: "between 1 and 31536000 (a year)",
+            });
+        }
         if self.min_lease_ttl_secs < 1 {
             return Err(ConfigError {
                 key: "min_lease_ttl_secs",
@@ -126,6 +187,10 @@ impl Options {
     pub fn watch_progress_notify_interval(&self) -> Duration {
         Duration::from_millis(self.watch_progress_notify_interval_ms)
     }
+
+    pub fn auth_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth_token_ttl_secs)
+    }
 }
 
 fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
@@ -145,6 +210,20 @@ mod tests {
         Options::default().validate().unwrap();
         assert_eq!(Limits::default().max_request_bytes, 1_572_864);
         assert_eq!(Limits::default().max_txn_ops, 128);
+        assert_eq!(Limits::default().max_range_keys, 0, "no range cap unless configured");
+    }
+
+    #[test]
+    fn the_range_cap_lowers_missing_and_larger_limits_only() {
+        let off = Limits::default();
+        for limit in [-1, 0, 1, 5, i64::MAX] {
+            assert_eq!(off.capped_range_limit(limit), limit);
+        }
+        let capped = Limits { max_range_keys: 10, ..Limits::default() };
+        let cases = [(-1, 10), (0, 10), (1, 1), (9, 9), (10, 10), (11, 10), (i64::MAX, 10)];
+        for (limit, capped_to) in cases {
+            assert_eq!(capped.capped_range_limit(limit), capped_to, "limit {limit}");
+        }
     }
 
     #[test]

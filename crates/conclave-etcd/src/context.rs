@@ -10,6 +10,8 @@ use tokio::sync::watch;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+use crate::auth_password::Hasher;
+use crate::auth_token::TokenStore;
 use crate::config::{ConfigError, Limits, Options};
 use crate::error::{
     NO_LEADER, REQUEST_TOO_LARGE, consensus_status, kv_status, no_linearizable_reads,
@@ -75,6 +77,9 @@ pub struct EtcdContext {
     pub options: Options,
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) leases: Arc<LeaseKeeper>,
+    /// Auth tokens this member issued, and the password hasher (see `auth_check.rs`).
+    pub(crate) tokens: Arc<TokenStore>,
+    pub(crate) hasher: Hasher,
     /// The protocol's name, for error texts and the `protocol` metric label.
     pub(crate) protocol: &'static str,
     /// Set once the server stops: long-lived streams end when it is.
@@ -109,6 +114,7 @@ impl EtcdContext {
         let hub = Arc::new(WatchHub::new());
         store.write().unwrap_or_else(PoisonError::into_inner).set_event_listener(hub.listener());
         metrics::describe();
+        let tokens = Arc::new(TokenStore::new(options.auth_token_ttl()));
         Ok(Self {
             consensus,
             store,
@@ -117,6 +123,8 @@ impl EtcdContext {
             options,
             hub,
             leases: Arc::new(LeaseKeeper::new()),
+            tokens,
+            hasher: Hasher::default(),
             protocol,
             stop: Arc::new(watch::channel(false).0),
         })
@@ -167,9 +175,23 @@ impl EtcdContext {
 
     /// Orders `command` through the consensus and returns the store's output for it.
     pub(crate) async fn propose(&self, command: &Command) -> Result<Output, Status> {
-        let bytes = command.encode();
+        self.propose_guarded(command, None).await
+    }
+
+    /// [`Self::propose`]; with `auth_revision`, the command applies only if the auth state is
+    /// still at that revision (see `auth_check.rs`). The size limit is on the command itself:
+    /// the guard's few bytes are the server's, not the client's.
+    pub(crate) async fn propose_guarded(
+        &self,
+        command: &Command,
+        auth_revision: Option<u64>,
+    ) -> Result<Output, Status> {
+        let mut bytes = command.encode();
         if bytes.len() > self.limits.max_request_bytes {
             return Err(Status::invalid_argument(REQUEST_TOO_LARGE));
+        }
+        if let Some(auth_revision) = auth_revision {
+            bytes = Command::Guarded { auth_revision, command: bytes }.encode();
         }
         let reply = self.consensus.propose(bytes).await.map_err(|e| consensus_status(&e))?;
         match Output::decode(&reply) {

@@ -27,6 +27,15 @@ pub const COMPACTED: &str = "etcdserver: mvcc: required revision has been compac
 pub const FUTURE_REVISION: &str = "etcdserver: mvcc: required revision is a future revision";
 /// etcd's text for a lease id that does not exist.
 pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
+/// A txn nested deeper than [`crate::config::MAX_TXN_NESTING`] levels (etcd has no such limit;
+/// its clients' decoders have, so the text is in etcd's style).
+pub const TXN_TOO_DEEP: &str = "etcdserver: too many nested txns in txn request";
+/// A lease grant while [`crate::Limits::max_leases`] leases exist.
+pub const TOO_MANY_LEASES: &str = "etcdserver: too many leases";
+/// The cancel reason of a watch create refused by [`crate::Limits::max_watchers_per_stream`].
+pub const TOO_MANY_WATCHERS_ON_STREAM: &str = "etcdserver: too many watchers on this stream";
+/// The cancel reason of a watch create refused by [`crate::Limits::max_watchers`].
+pub const TOO_MANY_WATCHERS: &str = "etcdserver: too many watchers on this member";
 
 /// The gRPC status etcd answers for a consensus failure.
 pub fn consensus_status(error: &ConsensusError) -> Status {
@@ -68,6 +77,7 @@ pub fn kv_status(error: &KvError) -> Status {
         KvError::NotReadOnly => {
             return Status::internal(format!("etcdserver: {error}"));
         }
+        KvError::Auth(error) => return crate::auth_check::auth_status(error),
         // The API layer encoded the command itself, so a decode failure is a bug or a version
         // mismatch between replicas, not the client's fault.
         KvError::Decode(reason) => {

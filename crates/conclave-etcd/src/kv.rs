@@ -8,9 +8,11 @@
 use conclave_kv::{Command, Output};
 use tonic::{Request, Response, Status};
 
+use crate::auth_check::{Caller, delete_needs, needs_rule, put_needs, range_needs, txn_needs};
+use crate::config::{Limits, MAX_TXN_NESTING};
 use crate::context::EtcdContext;
 use crate::convert;
-use crate::error::{EMPTY_KEY, TOO_MANY_OPS, kv_status, no_atomic_txn};
+use crate::error::{EMPTY_KEY, TOO_MANY_OPS, TXN_TOO_DEEP, kv_status, no_atomic_txn};
 use crate::metrics::TXN_LOCAL_TOTAL;
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::request_op::Request as Op;
@@ -40,8 +42,12 @@ fn require_key(key: &[u8]) -> Result<(), Status> {
 }
 
 /// etcd's `checkTxnRequest`, refused before anything is proposed: the configured op limit
-/// and a key on every compare and operation, at every depth.
-fn check_txn(txn: &TxnRequest, max_ops: usize) -> Result<(), Status> {
+/// and a key on every compare and operation, at every depth; and nesting no deeper than
+/// [`MAX_TXN_NESTING`] (`depth` is this txn's level, 1 for the outermost).
+fn check_txn(txn: &TxnRequest, max_ops: usize, depth: usize) -> Result<(), Status> {
+    if depth > MAX_TXN_NESTING {
+        return Err(Status::invalid_argument(TXN_TOO_DEEP));
+    }
     if txn.compare.len() > max_ops || txn.success.len() > max_ops || txn.failure.len() > max_ops {
         return Err(Status::invalid_argument(TOO_MANY_OPS));
     }
@@ -53,11 +59,22 @@ fn check_txn(txn: &TxnRequest, max_ops: usize) -> Result<(), Status> {
             Some(Op::RequestRange(r)) => require_key(&r.key)?,
             Some(Op::RequestPut(r)) => require_key(&r.key)?,
             Some(Op::RequestDeleteRange(r)) => require_key(&r.key)?,
-            Some(Op::RequestTxn(nested)) => check_txn(nested, max_ops)?,
+            Some(Op::RequestTxn(nested)) => check_txn(nested, max_ops, depth + 1)?,
             None => {}
         }
     }
     Ok(())
+}
+
+/// Applies the server's range cap ([`Limits::max_range_keys`]) to every range in the txn.
+fn cap_txn_ranges(txn: &mut TxnRequest, limits: &Limits) {
+    for op in txn.success.iter_mut().chain(txn.failure.iter_mut()) {
+        match &mut op.request {
+            Some(Op::RequestRange(range)) => range.limit = limits.capped_range_limit(range.limit),
+            Some(Op::RequestTxn(nested)) => cap_txn_ranges(nested, limits),
+            _ => {}
+        }
+    }
 }
 
 /// Whether the txn, or a txn nested in it, has compares.
@@ -89,13 +106,15 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, mut request) = request.into_parts();
         require_key(&request.key)?;
+        request.limit = self.ctx.limits.capped_range_limit(request.limit);
         // A protocol without linearizable reads still answers the health probe, locally: the
         // key is never written, and refusing it would report every such member unhealthy.
         let local_probe =
             is_health_probe(&request) && !self.ctx.consensus.guarantees().linearizable_reads;
         self.ctx.read_barrier(request.serializable || local_probe).await?;
+        self.ctx.authorize_needs(&metadata, &range_needs(&request))?;
         let range = convert::range_request(request)?;
         let answer = self.ctx.read_store().range(&range).map_err(|e| kv_status(&e))?;
         let header = self.ctx.header(answer.revision);
@@ -103,9 +122,11 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         require_key(&request.key)?;
-        let output = self.ctx.propose(&Command::Put(convert::put_request(request))).await?;
+        let needs = put_needs(&request);
+        let command = Command::Put(convert::put_request(request));
+        let output = self.ctx.propose_authorized(&metadata, needs_rule(&needs), &command).await?;
         let Output::Put(answer) = output else { return Err(unexpected(&output)) };
         let header = self.ctx.header(answer.revision);
         Ok(Response::new(convert::put_response(answer, header)))
@@ -115,23 +136,28 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         require_key(&request.key)?;
+        let needs = delete_needs(&request);
         let command = Command::DeleteRange(convert::delete_request(request));
-        let output = self.ctx.propose(&command).await?;
+        let output = self.ctx.propose_authorized(&metadata, needs_rule(&needs), &command).await?;
         let Output::DeleteRange(answer) = output else { return Err(unexpected(&output)) };
         let header = self.ctx.header(answer.revision);
         Ok(Response::new(convert::delete_response(answer, header)))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let request = request.into_inner();
-        check_txn(&request, self.ctx.limits.max_txn_ops)?;
+        let (metadata, _, mut request) = request.into_parts();
+        check_txn(&request, self.ctx.limits.max_txn_ops, 1)?;
+        cap_txn_ranges(&mut request, &self.ctx.limits);
         let serializable = all_ranges_serializable(&request);
         let compares = has_compares(&request);
+        let mut needs = Vec::new();
+        txn_needs(&request, &mut needs);
         let txn = convert::txn_request(request)?;
         if txn.is_read_only() {
             self.ctx.read_barrier(serializable).await?;
+            self.ctx.authorize_needs(&metadata, &needs)?;
             let answer = self.ctx.read_store().txn_read(&txn).map_err(|e| kv_status(&e))?;
             let header = self.ctx.header(answer.revision);
             return Ok(Response::new(convert::txn_response(answer, header)));
@@ -140,10 +166,12 @@ impl Kv for KvService {
             if !self.ctx.options.downgrade_unsupported {
                 return Err(no_atomic_txn(self.ctx.protocol));
             }
+            self.ctx.authorize_needs(&metadata, &needs)?;
             metrics::counter!(TXN_LOCAL_TOTAL, "protocol" => self.ctx.protocol).increment(1);
             return self.local_txn(txn).await;
         }
-        let output = self.ctx.propose(&Command::Txn(txn)).await?;
+        let command = Command::Txn(txn);
+        let output = self.ctx.propose_authorized(&metadata, needs_rule(&needs), &command).await?;
         let Output::Txn(answer) = output else { return Err(unexpected(&output)) };
         let header = self.ctx.header(answer.revision);
         Ok(Response::new(convert::txn_response(answer, header)))
@@ -154,8 +182,11 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         // Compaction is applied with the entry, so `physical` is always already true.
-        let revision = request.into_inner().revision;
-        let output = self.ctx.propose(&Command::Compact { revision }).await?;
+        let (metadata, _, request) = request.into_parts();
+        // Compaction drops everyone's history: etcd lets only root (an admin) do it.
+        let command = Command::Compact { revision: request.revision };
+        let root_only = |_: &conclave_kv::KvStore, caller: &Caller| caller.require_root();
+        let output = self.ctx.propose_authorized(&metadata, root_only, &command).await?;
         let Output::Compact { revision } = output else { return Err(unexpected(&output)) };
         Ok(Response::new(CompactionResponse { header: self.ctx.header(revision) }))
     }
@@ -207,10 +238,13 @@ mod tests {
     #[test]
     fn txn_checks_follow_etcd() {
         let txn = TxnRequest { success: vec![put_op(b"k"); 3], ..Default::default() };
-        assert!(check_txn(&txn, 3).is_ok());
-        assert_eq!(check_txn(&txn, 2).unwrap_err().message(), TOO_MANY_OPS);
+        assert!(check_txn(&txn, 3, 1).is_ok());
+        assert_eq!(check_txn(&txn, 2, 1).unwrap_err().message(), TOO_MANY_OPS);
         let txn = TxnRequest { failure: vec![put_op(b"")], ..Default::default() };
-        assert_eq!(check_txn(&txn, 128).unwrap_err().message(), EMPTY_KEY);
+        assert_eq!(check_txn(&txn, 128, 1).unwrap_err().message(), EMPTY_KEY);
+        assert!(check_txn(&TxnRequest::default(), 128, MAX_TXN_NESTING).is_ok());
+        let err = check_txn(&TxnRequest::default(), 128, MAX_TXN_NESTING + 1).unwrap_err();
+        assert_eq!((err.code(), err.message()), (tonic::Code::InvalidArgument, TXN_TOO_DEEP));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! answered by the lease holder (forwarded there from other members), and the lease list from
 //! the local store.
 
-use conclave_kv::{Command, Output};
+use bytes::Bytes;
+use conclave_kv::{Command, KvStore, Output};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -10,8 +11,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth_check::{Caller, Need};
 use crate::context::EtcdContext;
-use crate::error::{NO_LEADER, SERVER_STOPPED};
+use crate::error::{NO_LEADER, SERVER_STOPPED, TOO_MANY_LEASES};
 use crate::lease_forward::{FORWARDED, LeaseForwarder};
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
@@ -74,10 +76,60 @@ impl LeaseService {
         }
         Ok(LeaseKeepAliveResponse { header: self.ctx.current_header(), id, ttl })
     }
+
+    /// `LeaseTimeToLive`, answered here or by the lease holder.
+    async fn time_to_live(
+        &self,
+        mut request: LeaseTimeToLiveRequest,
+        forwarded: bool,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
+        if forwarded {
+            // A forwarded request carries no token, so it gets no keys: the forwarding member
+            // takes them from its own replica of the lease, where it can check them.
+            request.keys = false;
+        }
+        if let Some(url) = self.holder_url(forwarded)? {
+            let keys = request.keys;
+            request.keys = false;
+            let mut answer = self.forwarder.time_to_live(&url, request).await?;
+            answer.header = self.ctx.current_header();
+            if keys && answer.ttl > 0 {
+                let lease = self.ctx.read_store().lease(answer.id);
+                answer.keys = lease.map(|lease| lease.keys).unwrap_or_default();
+            }
+            return Ok(answer);
+        }
+        let lease = self.ctx.read_store().lease(request.id);
+        let header = self.ctx.current_header();
+        let Some(lease) = lease else {
+            // etcd reports a lease that does not exist (any more) as TTL -1, not an error.
+            return Ok(LeaseTimeToLiveResponse {
+                header,
+                id: request.id,
+                ttl: -1,
+                ..Default::default()
+            });
+        };
+        let ttl =
+            self.ctx.leases.remaining_secs(lease.id, Instant::now()).unwrap_or(lease.remaining_ttl);
+        Ok(LeaseTimeToLiveResponse {
+            header,
+            id: lease.id,
+            ttl,
+            granted_ttl: lease.ttl,
+            keys: if request.keys { lease.keys } else { Vec::new() },
+        })
+    }
 }
 
 fn is_forwarded(metadata: &MetadataMap) -> bool {
     metadata.get(FORWARDED).is_some()
+}
+
+/// Lease calls need an authenticated user while auth is on (etcd asks no key permission for a
+/// grant; a revoke needs write permission on the lease's keys, checked on its own).
+fn any_user(_: &KvStore, caller: &Caller) -> Result<(), Status> {
+    caller.user().map(|_| ())
 }
 
 fn unexpected(output: &Output) -> Status {
@@ -90,9 +142,16 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
+        // Checked here, not in the store: grants in flight on this or another member at the
+        // same moment may pass the limit by their number.
+        if self.ctx.read_store().lease_count() >= self.ctx.limits.max_leases {
+            crate::metrics::limit_refused(self.ctx.protocol, "leases");
+            return Err(Status::resource_exhausted(TOO_MANY_LEASES));
+        }
         let ttl = request.ttl.max(self.ctx.options.min_lease_ttl_secs);
-        let output = self.ctx.propose(&Command::LeaseGrant { id: request.id, ttl }).await?;
+        let command = Command::LeaseGrant { id: request.id, ttl };
+        let output = self.ctx.propose_authorized(&metadata, any_user, &command).await?;
         let Output::LeaseGrant { id, ttl, revision } = output else {
             return Err(unexpected(&output));
         };
@@ -111,8 +170,16 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let id = request.into_inner().id;
-        let output = self.ctx.propose(&Command::LeaseRevoke { id }).await?;
+        let (metadata, _, request) = request.into_parts();
+        let id = request.id;
+        // Revoking deletes the lease's keys: etcd asks for write permission on each of them.
+        let may_revoke = |store: &KvStore, caller: &Caller| {
+            let keys = store.lease(id).map(|lease| lease.keys).unwrap_or_default();
+            let needs: Vec<Need> = keys.iter().map(|k| Need::write(k, &Bytes::new())).collect();
+            caller.require(store.auth(), &needs)
+        };
+        let command = Command::LeaseRevoke { id };
+        let output = self.ctx.propose_authorized(&metadata, may_revoke, &command).await?;
         let Output::LeaseRevoke { revision } = output else {
             return Err(unexpected(&output));
         };
@@ -128,6 +195,10 @@ impl Lease for LeaseService {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         self.ctx.check_leader_required(request.metadata())?;
         let forwarded = is_forwarded(request.metadata());
+        // The member that forwarded a stream checked its caller (see docs/security.md).
+        if !forwarded {
+            self.ctx.authorize(request.metadata(), any_user)?;
+        }
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.ctx.limits.stream_buffer_len);
         let service = self.clone();
@@ -159,39 +230,26 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let forwarded = is_forwarded(request.metadata());
-        let request = request.into_inner();
-        if let Some(url) = self.holder_url(forwarded)? {
-            let mut answer = self.forwarder.time_to_live(&url, request).await?;
-            answer.header = self.ctx.current_header();
-            return Ok(Response::new(answer));
+        let (metadata, _, request) = request.into_parts();
+        let forwarded = is_forwarded(&metadata);
+        if !forwarded {
+            self.ctx.authorize(&metadata, any_user)?;
         }
-        let lease = self.ctx.read_store().lease(request.id);
-        let header = self.ctx.current_header();
-        let Some(lease) = lease else {
-            // etcd reports a lease that does not exist (any more) as TTL -1, not an error.
-            return Ok(Response::new(LeaseTimeToLiveResponse {
-                header,
-                id: request.id,
-                ttl: -1,
-                ..Default::default()
-            }));
-        };
-        let ttl =
-            self.ctx.leases.remaining_secs(lease.id, Instant::now()).unwrap_or(lease.remaining_ttl);
-        Ok(Response::new(LeaseTimeToLiveResponse {
-            header,
-            id: lease.id,
-            ttl,
-            granted_ttl: lease.ttl,
-            keys: if request.keys { lease.keys } else { Vec::new() },
-        }))
+        let answer = self.time_to_live(request, forwarded).await?;
+        // Listing a lease's keys reveals them: read permission on each, as etcd 3.5 asks.
+        if !forwarded && !answer.keys.is_empty() {
+            let needs: Vec<Need> =
+                answer.keys.iter().map(|k| Need::read(k, &Bytes::new())).collect();
+            self.ctx.authorize_needs(&metadata, &needs)?;
+        }
+        Ok(Response::new(answer))
     }
 
     async fn lease_leases(
         &self,
-        _request: Request<LeaseLeasesRequest>,
+        request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.ctx.authorize(request.metadata(), any_user)?;
         let leases = self.ctx.read_store().leases();
         Ok(Response::new(LeaseLeasesResponse {
             header: self.ctx.current_header(),

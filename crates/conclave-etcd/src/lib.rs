@@ -12,8 +12,13 @@
 //!
 //! Start with [`EtcdContext::new`], then [`serve`] (or [`services`] for your own server).
 
+pub mod auth;
+pub mod auth_check;
+mod auth_password;
+mod auth_token;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod context;
 mod convert;
 pub mod error;
@@ -25,6 +30,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod pb;
 pub mod server;
+pub mod snapshot_file;
 pub mod watch;
 mod watch_hub;
 mod watcher;
@@ -33,4 +39,4 @@ pub use config::{ConfigError, Limits, Options};
 pub use context::{ClusterInfo, EtcdContext, MemberInfo};
 pub use lease_forward::FORWARDED;
 pub use lease_keeper::LeaseExpiry;
-pub use server::{serve, services};
+pub use server::{serve, serve_with_tls, services};

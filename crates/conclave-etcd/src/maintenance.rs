@@ -1,17 +1,20 @@
-//! The `Maintenance` service: member status, an always-empty alarm list, and a key-value hash
-//! for comparing replicas. Snapshots and leader transfer are not offered through this API.
+//! The `Maintenance` service: member status, an always-empty alarm list, a key-value hash for
+//! comparing replicas, and snapshots for backups (`etcdctl snapshot save`). Leader transfer is
+//! not offered through this API.
 
 use bytes::Bytes;
-use conclave_core::StateMachine;
+use conclave_core::{ReadConsistency, StateMachine};
 use conclave_kv::RangeRequest;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth_check::Caller;
 use crate::context::EtcdContext;
-use crate::error::kv_status;
+use crate::error::{consensus_status, kv_status};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
@@ -19,6 +22,12 @@ use crate::pb::etcdserverpb::{
     HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
     SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use crate::snapshot_file::{self, SnapshotHeader};
+
+/// How much of a snapshot one `SnapshotResponse` carries (etcd sends 32 KiB too).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
+/// Chunks queued ahead of a slow client.
+const SNAPSHOT_CHUNKS_QUEUED: usize = 8;
 
 /// How long a measured store size is reused: measuring encodes the whole store.
 const DB_SIZE_MAX_AGE: Duration = Duration::from_secs(5);
@@ -67,6 +76,38 @@ impl MaintenanceService {
     }
 }
 
+/// Encodes the store, and what a restore needs to know about it, as one snapshot file; returns
+/// it with the revision it holds. Everything is read under one lock, so it is one consistent
+/// state.
+fn take_snapshot(ctx: &EtcdContext) -> Result<(Bytes, i64), Status> {
+    let taken_at_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let store = ctx.read_store();
+    let mut everything = RangeRequest::range(Bytes::from_static(b"\0"), Bytes::from_static(b"\0"));
+    everything.count_only = true;
+    let keys = store.range(&everything).map_err(|e| kv_status(&e))?.count;
+    let header = SnapshotHeader {
+        revision: store.current_revision(),
+        compact_revision: store.compact_revision(),
+        applied_index: store.applied_index(),
+        member_id: ctx.cluster.member_id,
+        cluster_id: ctx.cluster.cluster_id,
+        taken_at_unix_ms,
+        keys: u64::try_from(keys).unwrap_or_default(),
+        protocol: ctx.protocol().to_string(),
+    };
+    let body = store.snapshot();
+    drop(store);
+    Ok((snapshot_file::encode(&header, &body), header.revision))
+}
+
+/// Snapshots, hashes and defragmentation are for administrators once auth is on, as in etcd;
+/// status and alarms are open to anyone.
+fn root_only(_: &conclave_kv::KvStore, caller: &Caller) -> Result<(), Status> {
+    caller.require_root()
+}
+
 /// FNV-1a, 32 bits: small, stable across builds and platforms, and enough to tell replicas
 /// apart; it is not etcd's hash, so compare Conclave members only with each other.
 fn fnv1a(hash: u32, bytes: &[u8]) -> u32 {
@@ -112,13 +153,15 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.ctx.authorize(request.metadata(), root_only)?;
         // The store lives in memory and compaction frees space at once: nothing to do.
         Ok(Response::new(DefragmentResponse { header: self.ctx.current_header() }))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.ctx.authorize(request.metadata(), root_only)?;
         let hash = fnv1a(FNV_OFFSET, &self.ctx.read_store().snapshot());
         Ok(Response::new(HashResponse { header: self.ctx.current_header(), hash }))
     }
@@ -127,6 +170,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.ctx.authorize(request.metadata(), root_only)?;
         let revision = request.into_inner().revision;
         // Every live key with its revisions and value as of `revision`: equal on replicas that
         // applied the same writes, whatever else differs between them.
@@ -154,12 +198,51 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
 
+    /// Streams a snapshot file (see [`crate::snapshot_file`]) in chunks, `remaining_bytes`
+    /// counting down to 0 on the last one, as etcd does.
+    ///
+    /// On a protocol with linearizable reads the snapshot waits for the read barrier first, so
+    /// it holds every write acknowledged before the request, whichever member serves it. Under
+    /// gossip it holds what this member has applied.
     async fn snapshot(
         &self,
-        _request: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        // etcdctl expects a bbolt database file, which Conclave does not have.
-        Err(Status::unimplemented("etcdserver: snapshots are not offered through the etcd API"))
+        // A snapshot holds every key and the auth state (password hashes included): root only.
+        self.ctx.authorize(request.metadata(), root_only)?;
+        let consistency = if self.ctx.consensus.guarantees().linearizable_reads {
+            ReadConsistency::Linearizable
+        } else {
+            ReadConsistency::Local
+        };
+        self.ctx.consensus.read_barrier(consistency).await.map_err(|e| consensus_status(&e))?;
+        // Encoding the whole store takes a while on a big one: off the async workers.
+        let ctx = self.ctx.clone();
+        let (file, revision) = tokio::task::spawn_blocking(move || take_snapshot(&ctx))
+            .await
+            .map_err(|e| Status::internal(format!("etcdserver: snapshot failed: {e}")))??;
+        tracing::info!(bytes = file.len(), revision, "streaming a snapshot");
+        let header = self.ctx.header(revision);
+        let (tx, rx) = mpsc::channel(SNAPSHOT_CHUNKS_QUEUED);
+        tokio::spawn(async move {
+            let total = file.len();
+            let mut sent = 0;
+            // An empty file cannot happen (the magic alone is 18 bytes), so there is always a
+            // last chunk with remaining_bytes = 0.
+            while sent < total {
+                let end = (sent + SNAPSHOT_CHUNK_BYTES).min(total);
+                let chunk = SnapshotResponse {
+                    header,
+                    remaining_bytes: (total - end) as u64,
+                    blob: file.slice(sent..end),
+                };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return; // The client hung up.
+                }
+                sent = end;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn move_leader(

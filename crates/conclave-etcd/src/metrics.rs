@@ -34,8 +34,24 @@ pub const TXN_LOCAL_TOTAL: &str = "conclave_txn_local_total";
 /// `conclave_lease_expired_total{protocol}`: leases this member revoked because they ran out.
 pub const LEASE_EXPIRED_TOTAL: &str = "conclave_lease_expired_total";
 
+/// `conclave_limit_refused_total{protocol, limit}`: requests and connections refused by a
+/// configured limit (`connections`, `leases`, `watchers`, `watchers_per_stream`).
+pub const LIMIT_REFUSED_TOTAL: &str = "conclave_limit_refused_total";
+/// `conclave_client_connections{protocol}`: client connections open now.
+pub const CLIENT_CONNECTIONS: &str = "conclave_client_connections";
+
+/// Counts one refusal by `limit`.
+pub(crate) fn limit_refused(protocol: &'static str, limit: &'static str) {
+    metrics::counter!(LIMIT_REFUSED_TOTAL, "protocol" => protocol, "limit" => limit).increment(1);
+}
+
 /// Describes every series above to the installed recorder.
 pub fn describe() {
+    metrics::describe_counter!(
+        LIMIT_REFUSED_TOTAL,
+        "Requests and connections refused because a configured limit was reached."
+    );
+    metrics::describe_gauge!(CLIENT_CONNECTIONS, "Client API connections open now.");
     metrics::describe_counter!(
         GRPC_SERVER_HANDLED_TOTAL,
         "Total number of RPCs completed on the server, regardless of success or failure."

@@ -7,6 +7,11 @@ pub mod mvccpb {
     tonic::include_proto!("mvccpb");
 }
 
+/// `package authpb`: users, roles and permissions.
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
 /// `package etcdserverpb`: the KV, Watch, Lease, Cluster and Maintenance services.
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");

@@ -14,10 +14,12 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth_check::Need;
 use crate::context::EtcdContext;
-use crate::error::SERVER_STOPPED;
+use crate::error::{SERVER_STOPPED, TOO_MANY_WATCHERS, TOO_MANY_WATCHERS_ON_STREAM};
 use crate::pb::etcdserverpb::watch_request::RequestUnion;
 use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::pb::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
@@ -54,6 +56,7 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.ctx.check_leader_required(request.metadata())?;
+        let metadata = request.metadata().clone();
         let (tx, rx) = mpsc::channel(self.ctx.limits.stream_buffer_len);
         // Subscribe before reading the revision, so no write falls between the two.
         let receiver = self.ctx.hub.subscribe();
@@ -65,6 +68,7 @@ impl Watch for WatchService {
             watchers: BTreeMap::new(),
             next_watch_id: 0,
             processed_revision,
+            metadata,
         };
         tokio::spawn(session.run(request.into_inner()));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -92,6 +96,15 @@ struct WatchSession {
     next_watch_id: i64,
     /// Every batch up to this revision has been handed to the watchers.
     processed_revision: i64,
+    /// The stream's metadata, whose token every create is authorized by.
+    metadata: MetadataMap,
+}
+
+impl Drop for WatchSession {
+    /// The stream is over: its watchers give their member-wide places back.
+    fn drop(&mut self) {
+        self.ctx.hub.release_watchers(self.watchers.len());
+    }
 }
 
 impl WatchSession {
@@ -144,6 +157,7 @@ impl WatchSession {
                 if self.watchers.remove(&cancel.watch_id).is_none() {
                     return Ok(());
                 }
+                self.ctx.hub.release_watchers(1);
                 let header = self.ctx.current_header();
                 self.send(WatchResponse {
                     header,
@@ -164,13 +178,36 @@ impl WatchSession {
     }
 
     async fn create(&mut self, create: WatchCreateRequest) -> Flow {
-        let refusal = if self.watchers.len() >= self.ctx.limits.max_watchers_per_stream {
-            Some("etcdserver: too many watchers on this stream")
+        // etcd checks read permission on the watched range at each create, as the stream's
+        // token allows at that moment, and answers a refusal as a canceled create.
+        let need = [Need::read(&create.key, &create.range_end)];
+        if let Err(status) = self.ctx.authorize_needs(&self.metadata, &need) {
+            let header = self.ctx.current_header();
+            return self
+                .send(WatchResponse {
+                    header,
+                    watch_id: NO_WATCH_ID,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: status.message().to_owned(),
+                    ..Default::default()
+                })
+                .await;
+        }
+        let mut refusal = if self.watchers.len() >= self.ctx.limits.max_watchers_per_stream {
+            crate::metrics::limit_refused(self.ctx.protocol, "watchers_per_stream");
+            Some(TOO_MANY_WATCHERS_ON_STREAM)
         } else if create.watch_id != 0 && self.watchers.contains_key(&create.watch_id) {
             Some("mvcc: duplicate watch ID provided on the WatchStream")
         } else {
             invalid_range(&create)
         };
+        // The member-wide place is taken last, once nothing else refuses the create, and given
+        // back when the watcher goes (cancel, compaction, or the stream's end).
+        if refusal.is_none() && !self.ctx.hub.reserve_watcher(self.ctx.limits.max_watchers) {
+            crate::metrics::limit_refused(self.ctx.protocol, "watchers");
+            refusal = Some(TOO_MANY_WATCHERS);
+        }
         if let Some(reason) = refusal {
             let header = self.ctx.current_header();
             return self
@@ -202,8 +239,14 @@ impl WatchSession {
             }
         };
         let header = self.ctx.header(current);
-        self.send(WatchResponse { header, watch_id: id, created: true, ..Default::default() })
-            .await?;
+        let created = self
+            .send(WatchResponse { header, watch_id: id, created: true, ..Default::default() })
+            .await;
+        if created.is_err() || compacted.is_some() {
+            // The place was taken for a watcher that will not exist.
+            self.ctx.hub.release_watchers(1);
+        }
+        created?;
         if let Some(compact_revision) = compacted {
             return self
                 .send(WatchResponse {
@@ -322,7 +365,9 @@ impl WatchSession {
             self.send_history(id, current, events).await?;
         }
         for (id, compact_revision) in compacted {
-            self.watchers.remove(&id);
+            if self.watchers.remove(&id).is_some() {
+                self.ctx.hub.release_watchers(1);
+            }
             self.send(WatchResponse {
                 header: self.ctx.header(current),
                 watch_id: id,

@@ -7,6 +7,7 @@
 
 use conclave_kv::{Event, EventListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::broadcast;
 
 /// Batches a stream may fall behind by before it must catch up from the store.
@@ -22,11 +23,29 @@ pub(crate) struct Batch {
 #[derive(Debug)]
 pub(crate) struct WatchHub {
     sender: broadcast::Sender<Arc<Batch>>,
+    /// Watchers open on this member, over every stream.
+    watchers: AtomicUsize,
 }
 
 impl WatchHub {
     pub fn new() -> Self {
-        Self { sender: broadcast::channel(CHANNEL_CAPACITY).0 }
+        Self { sender: broadcast::channel(CHANNEL_CAPACITY).0, watchers: AtomicUsize::new(0) }
+    }
+
+    /// Takes a place for one more watcher, unless `max` are open already.
+    pub fn reserve_watcher(&self, max: usize) -> bool {
+        self.watchers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` places taken with [`Self::reserve_watcher`].
+    pub fn release_watchers(&self, n: usize) {
+        if n > 0 {
+            self.watchers.fetch_sub(n, Ordering::AcqRel);
+        }
     }
 
     /// The function to install as the store's event listener. It runs inside the apply loop,

@@ -55,6 +55,8 @@ pub fn plan(command: &[u8], store: &LwwStore) -> Plan {
         | Command::LeaseGrant { .. }
         | Command::LeaseRevoke { .. }
         | Command::LeaseCheckpoint { .. } => Plan::LocalOnly,
+        // Users and roles would be node-local, and a member could grant itself anything.
+        Command::Auth(_) | Command::Guarded { .. } => Plan::Unsupported(AUTH_UNSUPPORTED.into()),
     }
 }
 
@@ -82,6 +84,8 @@ enum Check {
     StoreRefuses,
     Unsupported(String),
 }
+
+const AUTH_UNSUPPORTED: &str = "authentication (users and roles would be node-local)";
 
 const LEASES_UNSUPPORTED: &str = "leases are node-local under gossip; write without a lease";
 
@@ -266,5 +270,13 @@ mod tests {
         let put = encode_write(&key, Some(&value));
         assert_eq!(decode_write(&put), Some(Write { key: key.clone(), value: Some(value) }));
         assert_eq!(decode_write(&encode_write(&key, None)), Some(Write { key, value: None }));
+    }
+
+    #[test]
+    fn auth_commands_are_refused() {
+        let enable = Command::Auth(conclave_kv::AuthCommand::Enable);
+        assert!(matches!(plan(&enable.encode(), &store()), Plan::Unsupported(_)));
+        let guarded = Command::Put(PutRequest::new("k", "v")).guarded(1);
+        assert!(matches!(plan(&guarded.encode(), &store()), Plan::Unsupported(_)));
     }
 }

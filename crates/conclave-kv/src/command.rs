@@ -7,8 +7,12 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest, PutResponse};
-use crate::{TxnRequest, TxnResponse};
+use crate::{AuthCommand, DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest};
+use crate::{PutResponse, TxnRequest, TxnResponse};
+
+/// The most bytes [`Command::guarded`] adds to a command's encoding (a variant tag, the
+/// revision and the length, as varints), rounded up.
+pub const GUARD_OVERHEAD_BYTES: usize = 32;
 
 /// A write to the replicated store. Reads are not commands: they are served by
 /// [`crate::KvStore::range`] once the protocol's read barrier allows.
@@ -39,6 +43,16 @@ pub enum Command {
         id: i64,
         remaining_ttl: i64,
     },
+    /// A change to users, roles or whether auth is on (see `auth.rs`).
+    Auth(AuthCommand),
+    /// `command` (an encoded [`Command`], not itself guarded) applied only if the auth
+    /// revision is still `auth_revision`, the one its permissions were checked against;
+    /// otherwise refused with `AuthError::OldRevision`. Carried encoded so that decoding a
+    /// guard never recurses.
+    Guarded {
+        auth_revision: u64,
+        command: Bytes,
+    },
 }
 
 /// The result of applying a [`Command`]. Every variant but `Error` carries `revision`, the
@@ -62,6 +76,11 @@ pub enum Output {
     LeaseCheckpoint {
         revision: i64,
     },
+    /// An auth command was applied; `auth_revision` is the auth revision after it.
+    Auth {
+        revision: i64,
+        auth_revision: u64,
+    },
     /// The command was refused and changed nothing.
     Error(KvError),
 }
@@ -80,8 +99,21 @@ impl Command {
         match self {
             Self::Put(_) | Self::DeleteRange(_) | Self::LeaseRevoke { .. } => true,
             Self::Txn(txn) => !txn.is_read_only(),
-            Self::Compact { .. } | Self::LeaseGrant { .. } | Self::LeaseCheckpoint { .. } => false,
+            // A guard inside a guard is refused when applied, so it writes nothing.
+            Self::Guarded { command, .. } => match Self::decode(command) {
+                Ok(Self::Guarded { .. }) | Err(_) => false,
+                Ok(inner) => inner.is_key_write(),
+            },
+            Self::Compact { .. }
+            | Self::LeaseGrant { .. }
+            | Self::LeaseCheckpoint { .. }
+            | Self::Auth(_) => false,
         }
+    }
+
+    /// `self` wrapped in a [`Command::Guarded`] for `auth_revision`.
+    pub fn guarded(&self, auth_revision: u64) -> Self {
+        Self::Guarded { auth_revision, command: self.encode() }
     }
 }
 
@@ -103,7 +135,8 @@ impl Output {
             Self::Compact { revision }
             | Self::LeaseGrant { revision, .. }
             | Self::LeaseRevoke { revision }
-            | Self::LeaseCheckpoint { revision } => Some(*revision),
+            | Self::LeaseCheckpoint { revision }
+            | Self::Auth { revision, .. } => Some(*revision),
             Self::Error(_) => None,
         }
     }
@@ -123,8 +156,17 @@ fn encode<T: Serialize>(value: &T) -> Bytes {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, KvError> {
-    let (value, rest) =
-        postcard::take_from_bytes(bytes).map_err(|e| KvError::Decode(e.to_string()))?;
+    crate::nesting::take_exceeded();
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| {
+        if crate::nesting::take_exceeded() {
+            KvError::Decode(format!(
+                "txn nested deeper than {} levels",
+                crate::nesting::MAX_TXN_NESTING
+            ))
+        } else {
+            KvError::Decode(e.to_string())
+        }
+    })?;
     if !rest.is_empty() {
         return Err(KvError::Decode(format!("{} trailing bytes", rest.len())));
     }

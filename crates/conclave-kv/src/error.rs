@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::AuthError;
+
 /// Why a request was refused. None of these change the store: a refused write bumps no revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum KvError {
@@ -45,6 +47,9 @@ pub enum KvError {
     /// [`crate::KvStore::txn_read`] was given a txn that writes: writes go through the log.
     #[error("a txn that writes must be applied through the log")]
     NotReadOnly,
+    /// An auth command was refused, or a guarded command's auth revision was stale.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// Bytes that do not decode as a command or an output (never produced by this crate's
     /// own encoder).
     #[error("malformed request: {0}")]

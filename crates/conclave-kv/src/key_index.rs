@@ -110,6 +110,32 @@ impl KeyHistory {
     pub fn is_empty(&self) -> bool {
         self.generations.is_empty()
     }
+
+    /// Every revision held, oldest first, each with whether it is a delete — after checking
+    /// the shape a history built by puts, deletes and compactions always has: at least one
+    /// generation, none without a put, revisions strictly ascending, and only the last
+    /// generation without a tombstone. For validating a restored snapshot.
+    pub fn checked_revisions(&self) -> Result<Vec<(Revision, bool)>, String> {
+        if self.generations.is_empty() {
+            return Err("a key with no history".into());
+        }
+        let mut revisions = Vec::new();
+        let last = self.generations.len() - 1;
+        for (g, generation) in self.generations.iter().enumerate() {
+            if generation.puts.is_empty() {
+                return Err("a generation without a put".into());
+            }
+            if g != last && generation.tombstone.is_none() {
+                return Err("a generation before the last one without a delete".into());
+            }
+            revisions.extend(generation.puts.iter().map(|&r| (r, false)));
+            revisions.extend(generation.tombstone.map(|r| (r, true)));
+        }
+        if revisions.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
+            return Err("revisions out of order".into());
+        }
+        Ok(revisions)
+    }
 }
 
 #[cfg(test)]

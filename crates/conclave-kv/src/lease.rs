@@ -96,6 +96,28 @@ impl Leases {
         self.leases.keys().filter_map(|&id| self.info(id)).collect()
     }
 
+    /// Each lease's id, granted TTL and attached keys, and whether another id can still be
+    /// drawn: what validating a restored snapshot needs.
+    pub fn attachments(&self) -> impl Iterator<Item = (i64, i64, &BTreeSet<Bytes>)> {
+        self.leases.iter().map(|(&id, lease)| (id, lease.ttl, &lease.keys))
+    }
+
+    /// Whether the draw counter is at most `max`, far enough from its end to advance.
+    pub fn can_draw(&self, max: u64) -> bool {
+        self.id_draws <= max
+    }
+
+    /// How many leases exist.
+    pub fn count(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Puts the draw counter at its maximum, as a damaged snapshot might.
+    #[cfg(test)]
+    pub fn exhaust_draws(&mut self) {
+        self.id_draws = u64::MAX;
+    }
+
     /// A positive id not in use, from a counter scrambled by SplitMix64 so ids look like etcd's
     /// (large and unordered) while every replica draws the same sequence.
     fn draw_id(&mut self) -> i64 {

@@ -17,6 +17,8 @@
 //! Errors carry etcd's messages ([`KvError`]). Requests and responses mirror `etcdserverpb` so
 //! the API layer can translate them field by field.
 
+mod auth;
+mod auth_perm;
 mod command;
 mod compact;
 mod error;
@@ -24,19 +26,25 @@ mod key_index;
 mod key_range;
 mod kv;
 mod lease;
+mod nesting;
 mod range;
 mod request;
 mod response;
 mod snapshot;
+mod snapshot_v1;
 mod store;
 mod txn;
+mod validate;
 mod write;
 
-pub use command::{Command, Output};
+pub use auth::{AuthCommand, AuthError, AuthState, Credential, ROOT_ROLE, ROOT_USER, UserInfo};
+pub use auth_perm::{Access, PermType, Permission, permits};
+pub use command::{Command, GUARD_OVERHEAD_BYTES, Output};
 pub use error::KvError;
 pub use key_range::prefix_range_end;
 pub use kv::{Event, EventKind, KeyValue};
 pub use lease::{LeaseInfo, MAX_LEASE_TTL};
+pub use nesting::MAX_TXN_NESTING;
 pub use request::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
     SortOrder, SortTarget, TxnRequest,

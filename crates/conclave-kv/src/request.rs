@@ -223,12 +223,17 @@ impl RequestOp {
 }
 
 /// An atomic if/then/else (`TxnRequest`): if every compare holds, `success` runs, else `failure`.
+///
+/// Decoding refuses txns nested deeper than [`crate::MAX_TXN_NESTING`] levels.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TxnRequest {
     pub compare: Vec<Compare>,
     pub success: Vec<RequestOp>,
     pub failure: Vec<RequestOp>,
 }
+
+crate::nesting::nesting_serde!(TxnRequest);
 
 impl TxnRequest {
     /// Whether neither branch writes, at any depth: such a txn creates no revision.

@@ -46,8 +46,10 @@ pub enum ResponseOp {
     Txn(TxnResponse),
 }
 
-/// The answer to a [`crate::TxnRequest`].
+/// The answer to a [`crate::TxnRequest`]; nested as deep as the txn, and bounded by decoding
+/// the same way.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TxnResponse {
     pub revision: i64,
     /// Whether the compares held (so `success` ran).
@@ -55,3 +57,5 @@ pub struct TxnResponse {
     /// One response per operation of the branch that ran, in order.
     pub responses: Vec<ResponseOp>,
 }
+
+crate::nesting::nesting_serde!(TxnResponse);

@@ -7,11 +7,13 @@
 use bytes::Bytes;
 use conclave_core::{SnapshotMeta, StateMachine};
 
+use crate::snapshot_v1::StateV1;
 use crate::store::State;
 use crate::{Command, KvStore, Output};
 
 /// Bumped whenever [`State`]'s encoding changes, so an old snapshot is refused, not misread.
-const SNAPSHOT_FORMAT: u8 = 1;
+/// Format 2 added the auth state; format 1 is still read (`snapshot_v1.rs`).
+const SNAPSHOT_FORMAT: u8 = 2;
 
 impl StateMachine for KvStore {
     /// Applies the command bytes at `index` (the driver has already removed the proposal
@@ -40,19 +42,25 @@ impl StateMachine for KvStore {
     }
 
     /// Replaces the whole replicated state with the snapshot's and takes `meta.index` as the
-    /// applied index. The event listener stays.
+    /// applied index. The event listener stays. A snapshot that does not decode, or whose state
+    /// breaks the store's invariants (see `validate.rs`), is refused and the store is unchanged.
     fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), String> {
         let (&format, body) = data.split_first().ok_or("empty kv snapshot")?;
-        if format != SNAPSHOT_FORMAT {
-            return Err(format!(
-                "kv snapshot format {format} is not the supported {SNAPSHOT_FORMAT}"
-            ));
-        }
-        let (mut state, rest) = postcard::take_from_bytes::<State>(body)
-            .map_err(|e| format!("malformed kv snapshot: {e}"))?;
+        let decoded = match format {
+            SNAPSHOT_FORMAT => postcard::take_from_bytes::<State>(body),
+            1 => postcard::take_from_bytes::<StateV1>(body)
+                .map(|(old, rest)| (State::from(old), rest)),
+            _ => {
+                return Err(format!(
+                    "kv snapshot format {format} is not one of the supported 1 and {SNAPSHOT_FORMAT}"
+                ));
+            }
+        };
+        let (mut state, rest) = decoded.map_err(|e| format!("malformed kv snapshot: {e}"))?;
         if !rest.is_empty() {
             return Err(format!("malformed kv snapshot: {} trailing bytes", rest.len()));
         }
+        state.validate().map_err(|e| format!("inconsistent kv snapshot: {e}"))?;
         state.applied_index = meta.index;
         self.state = state;
         Ok(())

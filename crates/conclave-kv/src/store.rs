@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::auth::AuthState;
 use crate::key_index::KeyHistory;
 use crate::key_range::KeyRange;
 use crate::kv::Revision;
@@ -49,6 +50,8 @@ pub(crate) struct State {
     pub index: BTreeMap<Bytes, KeyHistory>,
     pub records: BTreeMap<Revision, Record>,
     pub leases: Leases,
+    /// Users, roles and whether auth is on.
+    pub auth: AuthState,
 }
 
 impl Default for State {
@@ -60,6 +63,7 @@ impl Default for State {
             index: BTreeMap::new(),
             records: BTreeMap::new(),
             leases: Leases::default(),
+            auth: AuthState::default(),
         }
     }
 }
@@ -158,6 +162,16 @@ impl KvStore {
 
     pub fn lease(&self, id: i64) -> Option<LeaseInfo> {
         self.state.leases.info(id)
+    }
+
+    /// How many leases exist (without copying them, unlike [`Self::leases`]).
+    pub fn lease_count(&self) -> usize {
+        self.state.leases.count()
+    }
+
+    /// Users, roles and permissions, for authenticating and authorizing requests.
+    pub fn auth(&self) -> &AuthState {
+        &self.state.auth
     }
 
     /// Checks a requested read revision against the store (<= 0 means `current`) and returns

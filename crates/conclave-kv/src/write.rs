@@ -11,8 +11,8 @@ use bytes::Bytes;
 use crate::key_range::KeyRange;
 use crate::kv::Revision;
 use crate::store::Record;
+use crate::{AuthError, KvError, KvStore, Output, PutRequest, PutResponse};
 use crate::{Command, DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, KeyValue};
-use crate::{KvError, KvStore, Output, PutRequest, PutResponse};
 
 /// The changes of one write request, all at revision `main`.
 #[derive(Debug)]
@@ -67,6 +67,20 @@ impl KvStore {
             Command::LeaseCheckpoint { id, remaining_ttl } => {
                 self.state.leases.checkpoint(*id, *remaining_ttl)?;
                 Ok(Output::LeaseCheckpoint { revision: self.state.revision })
+            }
+            Command::Auth(auth) => {
+                let auth_revision = self.state.auth.apply(auth)?;
+                Ok(Output::Auth { revision: self.state.revision, auth_revision })
+            }
+            Command::Guarded { auth_revision, command } => {
+                let inner = Command::decode(command)?;
+                if matches!(inner, Command::Guarded { .. }) {
+                    return Err(KvError::Decode("a guarded command inside another".into()));
+                }
+                if *auth_revision != self.state.auth.revision() {
+                    return Err(AuthError::OldRevision.into());
+                }
+                self.try_apply(&inner)
             }
         }
     }

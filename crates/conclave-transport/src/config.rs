@@ -1,4 +1,6 @@
-//! Limits and timings of the peer transport.
+//! Limits, timings and TLS settings of the peer transport.
+
+use crate::PeerTls;
 
 /// How the transport batches, bounds and reconnects.
 #[derive(Clone, Debug)]
@@ -16,6 +18,8 @@ pub struct TransportConfig {
     pub reconnect_backoff_ms_max: u64,
     /// Concurrent inbound streams per connection.
     pub max_concurrent_streams: u32,
+    /// Mutual TLS with node-id certificates; plaintext when `None`.
+    pub tls: Option<PeerTls>,
 }
 
 impl Default for TransportConfig {
@@ -29,6 +33,7 @@ impl Default for TransportConfig {
             reconnect_backoff_ms_min: 50,
             reconnect_backoff_ms_max: 2_000,
             max_concurrent_streams: 64,
+            tls: None,
         }
     }
 }

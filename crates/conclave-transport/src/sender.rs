@@ -113,10 +113,14 @@ impl Link {
         let min = Duration::from_millis(self.config.reconnect_backoff_ms_min);
         let max = Duration::from_millis(self.config.reconnect_backoff_ms_max);
         let mut backoff = min;
+        // The last TLS failure warned about, so a misconfigured link warns once, not at every
+        // retry.
+        let mut warned: Option<String> = None;
         loop {
             match self.connect().await {
                 Ok(client) => {
                     backoff = min;
+                    warned = None;
                     tracing::debug!(peer = %self.peer, address = %self.address, "peer stream open");
                     if !self.pump(client, &mut queue).await {
                         return;
@@ -124,7 +128,18 @@ impl Link {
                     tracing::debug!(peer = %self.peer, "peer stream closed; reconnecting");
                 }
                 Err(error) => {
-                    tracing::trace!(peer = %self.peer, %error, "cannot connect to peer");
+                    // A peer that is down is routine (trace); a certificate the handshake
+                    // refused (wrong CA, a server naming another node) is a misconfiguration or
+                    // an impostor, and the source chain is the only place that tells which.
+                    let chain = ErrorChain(&error).to_string();
+                    if self.config.tls.is_some() && chain.contains("certificate") {
+                        if warned.as_deref() != Some(chain.as_str()) {
+                            tracing::warn!(peer = %self.peer, address = %self.address, error = %chain, "TLS handshake with peer failed; retrying");
+                            warned = Some(chain);
+                        }
+                    } else {
+                        tracing::trace!(peer = %self.peer, error = %chain, "cannot connect to peer");
+                    }
                 }
             }
             // Drain what queued while disconnected: stale protocol messages are worth less
@@ -138,10 +153,16 @@ impl Link {
     async fn connect(
         &self,
     ) -> Result<PeerClient<tonic::transport::Channel>, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.address))?
+        let scheme = if self.config.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", self.address))?
             .connect_timeout(Duration::from_millis(self.config.connect_timeout_ms))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10));
+        if let Some(tls) = &self.config.tls {
+            // The server must prove it is the node we meant to dial: its certificate has to
+            // name `node-<peer>.conclave`, whatever address it answers on.
+            endpoint = endpoint.tls_config(tls.client_config(self.peer))?;
+        }
         let channel = endpoint.connect().await?;
         Ok(PeerClient::new(channel)
             .max_encoding_message_size(self.config.max_message_bytes)
@@ -213,5 +234,20 @@ impl Link {
             }
         }
         Batch { from: self.me.0, to: self.peer.0, payloads }
+    }
+}
+
+/// Displays an error with its sources, `outer: inner: innermost`.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,8 @@
-//! Oversized and malformed client requests get etcd-like error codes, and the server keeps
-//! serving.
+//! Oversized and malformed client requests get etcd-like error codes, configured limits hold
+//! against etcdctl on a real cluster, a bad `[limits]` value stops the server, and the server
+//! keeps serving throughout.
 
-use crate::support::{runtime, serial, start};
+use crate::support::{etcdctl, etcdctl_ok, node_binary, run_with_deadline, runtime, serial, start};
 use bytes::{Buf, BufMut, Bytes};
 use conclave_etcd::pb::etcdserverpb::PutRequest;
 use conclave_lab::client::connect;
@@ -104,4 +105,76 @@ fn oversized_and_malformed_requests_are_refused_and_the_server_keeps_serving() {
             Some(&b"ok"[..])
         );
     });
+}
+
+/// The keys etcdctl printed for `get` (key and value lines alternate).
+fn keys_printed(stdout: &str) -> Vec<String> {
+    stdout.lines().step_by(2).map(str::to_string).collect()
+}
+
+#[test]
+fn configured_limits_hold_against_etcdctl() {
+    let _serial = serial();
+    let rt = runtime();
+    let cluster = start(&rt, "raft", 3, "[limits]\nmax_leases = 2\nmax_range_keys = 3\n");
+    let endpoints = cluster.endpoints();
+    let one = &endpoints[..1];
+    for i in 0..5 {
+        etcdctl_ok(one, &["put", &format!("page/{i}"), "v"]);
+    }
+    // The range cap: etcdctl 3.4 does not page, so it prints the first three keys only — which
+    // is why the cap is off unless configured. A smaller limit is kept.
+    let capped = etcdctl_ok(one, &["get", "--prefix", "page/"]);
+    assert_eq!(keys_printed(&capped), ["page/0", "page/1", "page/2"], "{capped}");
+    let limited = etcdctl_ok(one, &["get", "--prefix", "page/", "--limit", "2"]);
+    assert_eq!(keys_printed(&limited), ["page/0", "page/1"], "{limited}");
+    // `count` still counts every key, and `more` says the answer was cut.
+    let fields = etcdctl_ok(one, &["get", "--prefix", "page/", "-w", "fields"]);
+    assert!(fields.contains("\"Count\" : 5"), "{fields}");
+    assert!(fields.contains("\"More\" : true"), "{fields}");
+
+    // The lease limit: two grants, on any member, then the third is refused.
+    etcdctl_ok(one, &["lease", "grant", "60"]);
+    etcdctl_ok(&endpoints[1..2], &["lease", "grant", "60"]);
+    let refused =
+        etcdctl(&endpoints[2..], &["lease", "grant", "60"], None, Duration::from_secs(20));
+    assert!(!refused.status.success(), "a third lease was granted");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("etcdserver: too many leases"), "{stderr}");
+    // Still serving, on every member.
+    for endpoint in &endpoints {
+        etcdctl_ok(std::slice::from_ref(endpoint), &["put", "after", "ok"]);
+    }
+    let leases = etcdctl_ok(one, &["lease", "list"]);
+    assert!(leases.starts_with("found 2 leases"), "{leases}");
+}
+
+#[test]
+fn a_bad_limit_stops_the_server_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("max_connections = 0", "`limits.max_connections` = 0: expected a positive number"),
+        ("max_txn_ops = 129", "`limits.max_txn_ops` = 129: expected at most 128"),
+        ("max_leases = -1", "limits.max_leases"),
+        ("max_keys = 5", "`limits.max_keys`: unknown field"),
+    ];
+    for (line, expected) in cases {
+        let path = dir.path().join("conclave.toml");
+        let config = format!(
+            "members = [\"1=127.0.0.1:1,127.0.0.1:2\"]\ndata_dir = \"{}\"\n[limits]\n{line}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(&path, config).unwrap();
+        let mut command = std::process::Command::new(node_binary());
+        command.arg("node").arg("--config").arg(&path);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CONCLAVE_") {
+                command.env_remove(key);
+            }
+        }
+        let output = run_with_deadline(command, None, Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{line}: {stderr}");
+        assert!(stderr.contains(expected), "{line}: expected {expected:?} in {stderr}");
+    }
 }

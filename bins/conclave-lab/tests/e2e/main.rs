@@ -7,10 +7,15 @@
 //! clusters on two cores would measure each other.
 
 mod ab;
+mod auth;
+mod backup;
+mod bench;
 mod config;
 mod etcdctl;
 mod failover;
 mod limits;
+mod members;
 mod metrics;
 mod prometheus;
 mod support;
+mod tls;

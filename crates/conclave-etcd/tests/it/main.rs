@@ -2,6 +2,7 @@
 //! services on 127.0.0.1:0 and talks to them with the generated tonic clients (and, where it is
 //! installed, with the real `etcdctl`).
 
+mod auth;
 mod cluster;
 mod etcdctl;
 mod gossip;

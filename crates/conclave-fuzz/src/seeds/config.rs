@@ -7,8 +7,8 @@ use conclaved::config::{Config, Member, ProtocolName, ServerSettings};
 fn member(id: u64) -> Member {
     Member {
         id,
-        peer: ([127, 0, 0, 1], 2380 + id as u16 * 10).into(),
-        client: ([127, 0, 0, 1], 2379 + id as u16 * 10).into(),
+        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 2380 + id as u16 * 10)).into(),
+        client: std::net::SocketAddr::from(([127, 0, 0, 1], 2379 + id as u16 * 10)).into(),
     }
 }
 

@@ -4,8 +4,8 @@
 use crate::runner::Seed;
 use conclave_core::StateMachine;
 use conclave_kv::{
-    Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KvStore, PutRequest,
-    RangeRequest, RequestOp, SortOrder, SortTarget, TxnRequest,
+    Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KvStore, MAX_TXN_NESTING,
+    PutRequest, RangeRequest, RequestOp, SortOrder, SortTarget, TxnRequest,
 };
 
 /// One of every command shape clients and the server's lease keeper send.
@@ -49,10 +49,35 @@ pub fn commands() -> Vec<(String, Command)> {
 }
 
 pub fn command_seeds() -> Vec<Seed> {
-    commands()
+    let mut seeds: Vec<Seed> = commands()
         .into_iter()
         .map(|(name, command)| Seed { name, bytes: command.encode().to_vec() })
-        .collect()
+        .collect();
+    // The bug the target found: txns nested past the store's limit (then a stack overflow).
+    let deepest = Command::Txn(nested_txn(MAX_TXN_NESTING));
+    seeds.push(Seed { name: "txn-nested-at-limit".into(), bytes: deepest.encode().to_vec() });
+    let too_deep = Command::Txn(nested_txn(MAX_TXN_NESTING + 1));
+    seeds.push(Seed {
+        name: format!("{REFUSED}txn-nested-past-limit"),
+        bytes: too_deep.encode().to_vec(),
+    });
+    seeds
+}
+
+/// Seeds whose names start with this are inputs a fixed bug once got wrong: the target must
+/// refuse them, and the corpus test checks that it does.
+pub const REFUSED: &str = "refused-";
+
+/// A txn `depth` levels deep whose innermost level puts a key.
+pub fn nested_txn(depth: usize) -> TxnRequest {
+    let mut txn = TxnRequest {
+        success: vec![RequestOp::Put(PutRequest::new("deep", "v"))],
+        ..TxnRequest::default()
+    };
+    for _ in 1..depth {
+        txn = TxnRequest { success: vec![RequestOp::Txn(txn)], ..TxnRequest::default() };
+    }
+    txn
 }
 
 /// The outputs of applying every command in order, errors included.
@@ -82,5 +107,25 @@ pub fn snapshot_seeds() -> Vec<Seed> {
             seeds.push(Seed { name: format!("after-{name}"), bytes: store.snapshot().to_vec() });
         }
     }
+    // The bug the target found: a revision that cannot advance restored, and the next write
+    // overflowed. The highest revision a snapshot may hold, and one past it.
+    for (name, revision) in [("revision-highest", 1i64 << 62), ("refused-revision-max", i64::MAX)] {
+        seeds.push(Seed { name: name.into(), bytes: with_revision(&seeds[0].bytes, revision) });
+    }
     seeds
+}
+
+/// The empty store's snapshot with its revision replaced: format byte, applied index 0, then
+/// the revision as a zigzag varint (1 encodes as the single byte 2).
+fn with_revision(empty: &[u8], revision: i64) -> Vec<u8> {
+    assert_eq!(&empty[1..3], &[0, 2], "the empty snapshot's layout");
+    let mut bytes = empty[..2].to_vec();
+    let mut zigzag = ((revision << 1) ^ (revision >> 63)) as u64;
+    while zigzag >= 0x80 {
+        bytes.push(zigzag as u8 | 0x80);
+        zigzag >>= 7;
+    }
+    bytes.push(zigzag as u8);
+    bytes.extend_from_slice(&empty[3..]);
+    bytes
 }

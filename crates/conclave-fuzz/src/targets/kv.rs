@@ -101,23 +101,11 @@ pub fn check_snapshot(bytes: &[u8]) -> CheckResult {
     });
     match written {
         Ok(result) => result.map(|()| Verdict::Accepted),
-        // Known and reported (see `known_bugs::restored_counters_at_their_maximum`): restore
-        // takes the revision and lease-id counters as they are, so one at its maximum
-        // overflows on the next write — a panic in debug builds, a silent wrap in release.
-        // Counted as a refusal so the target keeps looking for anything else.
-        Err(payload) if is_overflow(payload.as_ref()) => Ok(Verdict::Rejected),
+        // A restored store must take writes like any other: restore refuses states whose
+        // counters cannot advance (once a panic here; see `regressions::restored_counters_at_
+        // their_maximum_are_refused`), so any panic now is a finding.
         Err(payload) => std::panic::resume_unwind(payload),
     }
-}
-
-/// Whether a panic is Rust's arithmetic overflow check.
-fn is_overflow(payload: &(dyn std::any::Any + Send)) -> bool {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    message.starts_with("attempt to") && message.ends_with("with overflow")
 }
 
 pub fn fuzz_command(settings: &FuzzSettings) -> Result<Report, Failure> {

@@ -1,5 +1,5 @@
 //! The fuzz targets, each run for `CONCLAVE_FUZZ_SECONDS` (default 10), the corpus checks,
-//! the tests that pin down bugs the targets found, and the etcd API's limits tested at and
+//! regression tests for the bugs the targets found, and the etcd API's limits tested at and
 //! just past each one against the real services.
 //!
 //! Run them in release mode: `cargo test --release -p conclave-fuzz`. Add `-- --nocapture`
@@ -9,6 +9,6 @@ mod child;
 mod config_env;
 mod corpus;
 mod fuzz;
-mod known_bugs;
 mod limits;
+mod regressions;
 mod support;

@@ -1,6 +1,8 @@
 //! The gRPC peer transport on loopback: delivery in order, batching, fault hooks, reconnects,
 //! and refusal of strangers and oversized payloads.
 
+mod tls;
+
 use bytes::Bytes;
 use conclave_core::NodeId;
 use conclave_node::{Inbound, Transport};

@@ -4,9 +4,12 @@
 
 use crate::support::{TestServer, b, get, still_serving};
 use conclave_etcd::Limits;
-use conclave_etcd::error::TOO_MANY_OPS;
+use conclave_etcd::config::MAX_TXN_NESTING;
+use conclave_etcd::error::{TOO_MANY_OPS, TXN_TOO_DEEP};
 use conclave_etcd::pb::etcdserverpb::kv_client::KvClient;
-use conclave_etcd::pb::etcdserverpb::{Compare, PutRequest, RequestOp, TxnRequest, request_op};
+use conclave_etcd::pb::etcdserverpb::{
+    Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, request_op,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -110,33 +113,31 @@ async fn revision(kv: &mut KvClient<Channel>) -> i64 {
     kv.range(get("any")).await.unwrap().into_inner().header.unwrap().revision
 }
 
-/// Nesting is bounded by protobuf decoding: prost stops at 100 message levels, and each txn
-/// level is two (`TxnRequest`, then `RequestOp`), so the server decodes at most 50 levels and
-/// refuses a 51st with INTERNAL "failed to decode Protobuf message", as grpc-go's codec
-/// refuses what it cannot unmarshal. At exactly 50 the server applies the txn, but its answer
-/// is one level deeper (each response has a header), past what a prost client decodes: that
-/// client sees INTERNAL for a write that happened. Go clients (limit 10,000) are unaffected.
+/// Nesting: 49 levels are accepted, 50 are refused with INVALID_ARGUMENT "etcdserver: too many
+/// nested txns in txn request" before anything is proposed — a 50-level txn still decodes on
+/// the server (prost stops at 100 message levels, and a txn level is two: `TxnRequest`, then
+/// `RequestOp`), but its answer is one message level deeper (each response op has a header),
+/// past what a prost client decodes, so applying it would give such a client INTERNAL for a
+/// write that happened. A 51st level is refused by the server's own protobuf decoder, with
+/// INTERNAL "failed to decode Protobuf message", as grpc-go's codec refuses what it cannot
+/// unmarshal. Nothing refused changes the store.
 #[tokio::test]
-async fn nesting_stops_at_the_decoders_recursion_limit() {
+async fn nesting_stops_where_every_client_can_decode_the_answer() {
+    assert_eq!(MAX_TXN_NESTING, 49);
     let server = TestServer::start(Limits::default()).await;
     let mut kv = server.kv().await;
 
     let before = revision(&mut kv).await;
-    kv.txn(nested_to(49)).await.expect("49 levels decode both ways");
+    let answer = kv.txn(nested_to(MAX_TXN_NESTING)).await.expect("49 levels, both ways");
+    assert_eq!(answer.into_inner().header.unwrap().revision, before + 1);
     assert_eq!(revision(&mut kv).await, before + 1);
 
     let before = revision(&mut kv).await;
-    let err = kv.txn(nested_to(50)).await.unwrap_err();
-    assert_eq!(err.code(), Code::Internal);
-    assert!(
-        err.message().contains("PutResponse.header"),
-        "the client's decoder gave up: {}",
-        err.message()
-    );
-    assert_eq!(revision(&mut kv).await, before + 1, "yet the server applied it");
+    let err = kv.txn(nested_to(MAX_TXN_NESTING + 1)).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (Code::InvalidArgument, TXN_TOO_DEEP));
+    assert_eq!(revision(&mut kv).await, before, "a refused txn changes nothing");
 
-    let before = revision(&mut kv).await;
-    let err = kv.txn(nested_to(51)).await.unwrap_err();
+    let err = kv.txn(nested_to(MAX_TXN_NESTING + 2)).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal);
     assert!(
         err.message().starts_with("failed to decode Protobuf message: TxnRequest"),
@@ -144,6 +145,19 @@ async fn nesting_stops_at_the_decoders_recursion_limit() {
         err.message()
     );
     assert_eq!(revision(&mut kv).await, before, "a refused txn changes nothing");
+
+    // A read-only txn is refused at the same depth: its answer is just as deep.
+    let mut read = RangeRequest { key: b("k"), ..Default::default() };
+    read.limit = 1;
+    let mut deep = TxnRequest {
+        success: vec![RequestOp { request: Some(request_op::Request::RequestRange(read)) }],
+        ..Default::default()
+    };
+    for _ in 1..=MAX_TXN_NESTING {
+        deep = TxnRequest { success: vec![nested(deep)], ..Default::default() };
+    }
+    let err = kv.txn(deep).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (Code::InvalidArgument, TXN_TOO_DEEP));
 
     still_serving(&mut kv).await;
     server.stop().await;

@@ -1,6 +1,7 @@
 //! `max_watchers_per_stream` (10,000 by default; etcd has no such limit): a create past it is
 //! answered as etcd answers a refused create — `created` and `canceled` with watch id -1 and
-//! a reason — and the stream, its watchers and the server carry on.
+//! a reason — and the stream, its watchers and the server carry on. `max_watchers` bounds the
+//! watchers of the whole member the same way.
 
 use crate::support::{TestServer, b, put, still_serving};
 use conclave_etcd::Limits;
@@ -14,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 const TOO_MANY: &str = "etcdserver: too many watchers on this stream";
+const TOO_MANY_ON_MEMBER: &str = "etcdserver: too many watchers on this member";
 
 fn create(key: &str) -> WatchRequest {
     WatchRequest {
@@ -113,5 +115,67 @@ async fn at_the_default_limit_and_past_it() {
     tx.send(cancel(ids[limit - 1])).await.unwrap();
     assert!(next(&mut responses).await.canceled);
     still_serving(&mut server.kv().await).await;
+    server.stop().await;
+}
+
+/// `max_watchers` (100,000 by default): watchers on the whole member, over every stream. A
+/// create past it is refused like a create past the per-stream limit, with its own reason;
+/// a cancel, or a stream's end, gives places back.
+#[tokio::test]
+async fn the_member_wide_limit_counts_every_stream() {
+    assert_eq!(Limits::default().max_watchers, 100_000);
+    let server = TestServer::start(Limits { max_watchers: 3, ..Limits::default() }).await;
+    let (tx_a, mut a) = open(&server).await;
+    let (tx_b, mut b_stream) = open(&server).await;
+    let mut ids_a = Vec::new();
+    for key in ["a0", "a1"] {
+        tx_a.send(create(key)).await.unwrap();
+        let created = next(&mut a).await;
+        assert!(created.created && !created.canceled, "{created:?}");
+        ids_a.push(created.watch_id);
+    }
+    tx_b.send(create("b0")).await.unwrap();
+    let at_limit = next(&mut b_stream).await;
+    assert!(at_limit.created && !at_limit.canceled, "the third watcher: {at_limit:?}");
+
+    // One past, on either stream.
+    for (tx, responses) in [(&tx_b, &mut b_stream), (&tx_a, &mut a)] {
+        tx.send(create("past")).await.unwrap();
+        let refused = next(responses).await;
+        assert!(refused.created && refused.canceled, "{refused:?}");
+        assert_eq!((refused.watch_id, refused.cancel_reason.as_str()), (-1, TOO_MANY_ON_MEMBER));
+    }
+
+    // The watchers there are still work.
+    let mut kv = server.kv().await;
+    kv.put(put("b0", "seen")).await.unwrap();
+    assert_eq!(next(&mut b_stream).await.watch_id, at_limit.watch_id);
+
+    // A cancel gives one place back.
+    tx_a.send(cancel(ids_a[0])).await.unwrap();
+    assert!(next(&mut a).await.canceled);
+    tx_b.send(create("b1")).await.unwrap();
+    let room = next(&mut b_stream).await;
+    assert!(room.created && !room.canceled, "{room:?}");
+
+    // Ending stream A (one watcher left on it) gives its place back once the server sees the
+    // stream end; until then creates are refused.
+    drop(tx_a);
+    drop(a);
+    let mut taken = false;
+    for _ in 0..300 {
+        tx_b.send(create("b2")).await.unwrap();
+        let answer = next(&mut b_stream).await;
+        if !answer.canceled {
+            taken = true;
+            break;
+        }
+        assert_eq!(answer.cancel_reason, TOO_MANY_ON_MEMBER);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(taken, "the ended stream's watcher place came back within 30 s");
+    tx_b.send(create("b3")).await.unwrap();
+    assert!(next(&mut b_stream).await.canceled, "and the member is full again");
+    still_serving(&mut kv).await;
     server.stop().await;
 }
