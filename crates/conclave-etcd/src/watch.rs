@@ -177,22 +177,27 @@ impl WatchSession {
         }
     }
 
+    /// Answers a create that is not taken: created and canceled at once, with the reason, as
+    /// etcd does; the stream and its other watchers go on.
+    async fn refuse_create(&mut self, reason: String) -> Flow {
+        let header = self.ctx.current_header();
+        self.send(WatchResponse {
+            header,
+            watch_id: NO_WATCH_ID,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        })
+        .await
+    }
+
     async fn create(&mut self, create: WatchCreateRequest) -> Flow {
         // etcd checks read permission on the watched range at each create, as the stream's
         // token allows at that moment, and answers a refusal as a canceled create.
         let need = [Need::read(&create.key, &create.range_end)];
         if let Err(status) = self.ctx.authorize_needs(&self.metadata, &need) {
-            let header = self.ctx.current_header();
-            return self
-                .send(WatchResponse {
-                    header,
-                    watch_id: NO_WATCH_ID,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: status.message().to_owned(),
-                    ..Default::default()
-                })
-                .await;
+            return self.refuse_create(status.message().to_owned()).await;
         }
         let mut refusal = if self.watchers.len() >= self.ctx.limits.max_watchers_per_stream {
             crate::metrics::limit_refused(self.ctx.protocol, "watchers_per_stream");
@@ -209,17 +214,7 @@ impl WatchSession {
             refusal = Some(TOO_MANY_WATCHERS);
         }
         if let Some(reason) = refusal {
-            let header = self.ctx.current_header();
-            return self
-                .send(WatchResponse {
-                    header,
-                    watch_id: NO_WATCH_ID,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: reason.to_string(),
-                    ..Default::default()
-                })
-                .await;
+            return self.refuse_create(reason.to_string()).await;
         }
         let id = if create.watch_id != 0 { create.watch_id } else { self.fresh_watch_id() };
 

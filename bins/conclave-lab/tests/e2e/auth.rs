@@ -2,7 +2,7 @@
 //! prefix permissions, `auth enable`, `--user`, refusals with etcd's messages, restart, `auth
 //! disable`; and no password or hash in any node's log or `/metrics`.
 
-use crate::support::{etcdctl, http_get, node_binary, runtime, serial};
+use crate::support::{etcdctl, http_get, node_binary, runtime, serial, text};
 use conclave_lab::cluster::{Cluster, ClusterSpec};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -23,15 +23,6 @@ fn ctl(endpoint: &str, user: Option<&str>, args: &[&str], stdin: Option<&str>) -
     all.extend(args.iter().map(|a| (*a).to_string()));
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     etcdctl(&[endpoint.to_string()], &all, stdin, DEADLINE)
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Runs etcdctl and returns its stdout; fails the test if it failed.

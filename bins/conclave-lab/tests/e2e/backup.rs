@@ -6,7 +6,7 @@
 //!
 //! [`snapshot_round_trip`] is a function over the protocol; each protocol's test calls it.
 
-use crate::support::{etcdctl, node_binary, run_with_deadline, runtime, serial, start, tool};
+use crate::support::{etcdctl, node_binary, run_with_deadline, runtime, serial, start, text, tool};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -22,15 +22,6 @@ fn conclaved(args: &[&str]) -> Output {
         }
     }
     run_with_deadline(command, None, Duration::from_secs(60))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// etcdctl that must succeed, with a 20 s deadline.

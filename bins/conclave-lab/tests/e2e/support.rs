@@ -114,13 +114,18 @@ pub fn etcdctl(
 /// Runs etcdctl and returns its stdout, failing the test with stderr if it failed.
 pub fn etcdctl_ok(endpoints: &[String], args: &[&str]) -> String {
     let output = etcdctl(endpoints, args, None, Duration::from_secs(20));
-    assert!(
-        output.status.success(),
-        "etcdctl {args:?} failed: {}\n{}",
+    assert!(output.status.success(), "etcdctl {args:?} failed: {}", text(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A finished command's exit code, stdout and stderr, for a failure message.
+pub fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    )
 }
 
 /// Fetches `http://addr/path` with a plain HTTP/1.1 request.
