@@ -5,14 +5,17 @@
 //! [`Protocol::propose`], [`Protocol::read`] — and then drains a [`Ready`] with
 //! [`Protocol::ready`], carrying out its fields **in the order they are declared**:
 //!
-//! 1. persist `snapshot`, `hard_state` and `entries`, and make them durable (`fdatasync`);
-//! 2. only then send `messages`;
-//! 3. apply `committed` to the state machine, in index order, and answer the waiting callers;
-//! 4. answer `reads` once the state machine has applied their index, and `rejected` at once.
+//! 1. write `snapshot`, `hard_state` and `entries` to the store;
+//! 2. send `eager_messages`, which promise nothing about what step 1 wrote;
+//! 3. make step 1 durable (`fdatasync`) unless [`Ready::must_sync`] says it need not be;
+//! 4. only then send `messages`;
+//! 5. apply `committed` to the state machine, in index order, and answer the waiting callers;
+//! 6. answer `reads` once the state machine has applied their index, and `rejected` at once;
+//! 7. call [`Protocol::advance`]: what the `Ready` asked to persist is now durable.
 //!
 //! A protocol may assume that every [`Ready`] it handed out was fully carried out before the
 //! next event arrives. The one exception is a crash: then the node restarts from whatever was
-//! durable, through [`Recovered`], and messages of the lost [`Ready`] were never sent.
+//! durable, through [`Recovered`]; `eager_messages` may have been sent, `messages` were not.
 
 use crate::{Entry, Guarantees, NodeId, RequestId, SnapshotMeta, Status};
 use bytes::Bytes;
@@ -60,6 +63,11 @@ pub trait Protocol: Send + 'static {
 
     /// Takes the effects accumulated since the last call.
     fn ready(&mut self) -> Ready<Self::Message>;
+
+    /// The last [`Ready`] was carried out in full: everything it asked to persist is durable.
+    /// A protocol that lets messages leave before its own writes are durable (Raft's leader,
+    /// thesis §10.2.1) counts those writes from here on.
+    fn advance(&mut self) {}
 
     /// Role, leader, epoch, commit index and members, as this replica sees them.
     /// `applied_index` is left at 0: the caller knows it better.
@@ -131,14 +139,22 @@ pub struct Ready<M> {
     pub snapshot: Option<Snapshot>,
     /// The protocol's hard state (Raft: term and vote; Paxos: promised ballot; Totem: ring id
     /// and delivered sequence), in its own encoding. Replaces the previous one.
-    /// **Durable before any of `messages` is sent.**
+    /// **Durable before any of `messages` is sent**, unless `hard_state_lazy`.
     pub hard_state: Option<Bytes>,
+    /// `hard_state` changed only in what a crash may lose (Raft's commit index, which a
+    /// restarted replica relearns): write it, but it needs no `fdatasync` of its own; the next
+    /// sync carries it.
+    pub hard_state_lazy: bool,
     /// Entries to append. When the first entry's index is at or below the last stored index,
     /// the store first drops every entry from that index on (a conflicting suffix).
     /// **Durable before any of `messages` is sent.**
     pub entries: Vec<Entry>,
     /// The store may discard entries up to and including this index; a snapshot covers them.
     pub compact_to: Option<u64>,
+    /// Messages to peers that may leave as soon as the writes above are handed to the store,
+    /// before they are durable: they claim nothing about them. Raft's leader replicates its
+    /// entries this way while it writes them itself (thesis §10.2.1).
+    pub eager_messages: Vec<Envelope<M>>,
     /// Messages to peers. Send only after everything above is durable.
     pub messages: Vec<Envelope<M>>,
     /// Newly committed entries, contiguous and in index order, each handed out once.
@@ -155,8 +171,10 @@ impl<M> Default for Ready<M> {
         Self {
             snapshot: None,
             hard_state: None,
+            hard_state_lazy: false,
             entries: Vec::new(),
             compact_to: None,
+            eager_messages: Vec::new(),
             messages: Vec::new(),
             committed: Vec::new(),
             reads: Vec::new(),
@@ -172,6 +190,7 @@ impl<M> Ready<M> {
             && self.hard_state.is_none()
             && self.entries.is_empty()
             && self.compact_to.is_none()
+            && self.eager_messages.is_empty()
             && self.messages.is_empty()
             && self.committed.is_empty()
             && self.reads.is_empty()
@@ -180,6 +199,13 @@ impl<M> Ready<M> {
 
     /// Whether anything must be made durable before `messages` may go out.
     pub fn must_sync(&self) -> bool {
-        self.snapshot.is_some() || self.hard_state.is_some() || !self.entries.is_empty()
+        self.snapshot.is_some()
+            || (self.hard_state.is_some() && !self.hard_state_lazy)
+            || !self.entries.is_empty()
+    }
+
+    /// Whether anything is to be written to the store, durable or not.
+    pub fn must_write(&self) -> bool {
+        self.must_sync() || self.hard_state.is_some() || self.compact_to.is_some()
     }
 }

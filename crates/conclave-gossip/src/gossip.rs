@@ -410,6 +410,7 @@ impl Protocol for Gossip {
             committed: self.log.take_released(),
             reads: Vec::new(),
             rejected: std::mem::take(&mut self.out.rejected),
+            ..Ready::default()
         }
     }
 

@@ -143,7 +143,7 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
 
     fn handle_ready(&mut self, ready: Ready<P::Message>) -> Result<(), StorageError> {
         // 1. Persistence: a snapshot from a peer replaces the state machine, then everything
-        //    this Ready asks to store is written and synced before any message leaves.
+        //    this Ready asks to store is written; it is synced before `messages` leave.
         if let Some(snapshot) = &ready.snapshot {
             let mut sm = self.state_machine.write().expect("state machine lock poisoned");
             if let Err(error) = sm.restore(&snapshot.meta, &snapshot.data) {
@@ -158,17 +158,41 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             self.last_term_applied = snapshot.meta.term;
             self.membership = snapshot.meta.membership.clone();
         }
-        if ready.must_sync() || ready.compact_to.is_some() {
+        let must_sync = ready.must_sync();
+        if ready.must_write() {
             self.store.write(&WriteBatch::from_ready(&ready))?;
         }
-        if ready.must_sync() {
+        // 2. Messages that need not wait for the sync (the Raft leader's appends): they travel
+        //    while the disk works.
+        self.send_all(ready.eager_messages);
+        if must_sync {
             let started = Instant::now();
             self.store.sync()?;
             self.metrics.fsync_duration.record(started.elapsed().as_secs_f64());
             self.metrics.fsyncs.increment(1);
         }
-        // 2. Messages.
-        for envelope in ready.messages {
+        // 3. Messages that promise what was just made durable.
+        self.send_all(ready.messages);
+        // 4. Apply.
+        if !ready.committed.is_empty() {
+            self.apply(&ready.committed);
+        }
+        // 5. Answers.
+        for read in ready.reads {
+            self.waiters.read_ready(read.request, read.index);
+        }
+        for rejection in ready.rejected {
+            self.metrics.rejected.increment(1);
+            self.waiters.fail(rejection.request, rejection.error);
+        }
+        self.waiters.applied(self.applied);
+        // 6. Everything the Ready asked for is done.
+        self.protocol.advance();
+        self.maybe_snapshot()
+    }
+
+    fn send_all(&mut self, messages: Vec<conclave_core::Envelope<P::Message>>) {
+        for envelope in messages {
             let kind = self.protocol.message_kind(&envelope.msg);
             match postcard::to_allocvec(&envelope.msg) {
                 Ok(bytes) => {
@@ -178,20 +202,6 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
                 Err(error) => tracing::error!(%error, kind, "cannot encode a protocol message"),
             }
         }
-        // 3. Apply.
-        if !ready.committed.is_empty() {
-            self.apply(&ready.committed);
-        }
-        // 4. Answers.
-        for read in ready.reads {
-            self.waiters.read_ready(read.request, read.index);
-        }
-        for rejection in ready.rejected {
-            self.metrics.rejected.increment(1);
-            self.waiters.fail(rejection.request, rejection.error);
-        }
-        self.waiters.applied(self.applied);
-        self.maybe_snapshot()
     }
 
     fn apply(&mut self, committed: &[conclave_core::Entry]) {

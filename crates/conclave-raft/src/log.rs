@@ -1,5 +1,5 @@
 //! The replica's copy of the Raft log, held in memory, with the bookkeeping of which suffix has
-//! not yet been handed to the driver for persistence.
+//! not yet been handed to the driver for persistence, and of which prefix is known durable.
 //!
 //! Entries up to `offset_index` have been compacted into a snapshot; only their last index and
 //! term are remembered, which is all the consistency check of §5.3 needs (§7).
@@ -15,14 +15,25 @@ pub(crate) struct RaftLog {
     entries: Vec<Entry>,
     /// The first index changed since the last `take_unstable`; `last_index() + 1` when none.
     unstable_from: u64,
+    /// Entries through here were handed out by `take_unstable`: written, perhaps not synced.
+    handed_out: u64,
+    /// Entries through here are durable: handed out in a `Ready` that has been carried out.
+    durable: u64,
 }
 
 impl RaftLog {
     /// A log recovered from storage: everything in it is already durable. `entries` must be
     /// contiguous from `offset_index + 1` (the caller checks).
     pub fn recovered(offset_index: u64, offset_term: u64, entries: Vec<Entry>) -> Self {
-        let unstable_from = offset_index + entries.len() as u64 + 1;
-        Self { offset_index, offset_term, entries, unstable_from }
+        let last = offset_index + entries.len() as u64;
+        Self {
+            offset_index,
+            offset_term,
+            entries,
+            unstable_from: last + 1,
+            handed_out: last,
+            durable: last,
+        }
     }
 
     pub fn offset_index(&self) -> u64 {
@@ -113,6 +124,8 @@ impl RaftLog {
         self.entries.truncate((first.index - self.offset_index - 1) as usize);
         self.entries.extend_from_slice(entries);
         self.unstable_from = self.unstable_from.min(first.index);
+        self.handed_out = self.handed_out.min(first.index - 1);
+        self.durable = self.durable.min(first.index - 1);
     }
 
     /// The position in `entries` of the first one this log does not already hold with the
@@ -156,6 +169,8 @@ impl RaftLog {
         self.offset_index = index;
         self.offset_term = term;
         self.unstable_from = index + 1;
+        self.handed_out = index;
+        self.durable = self.durable.min(index);
     }
 
     pub fn has_unstable(&self) -> bool {
@@ -166,7 +181,18 @@ impl RaftLog {
     pub fn take_unstable(&mut self) -> Vec<Entry> {
         let from = self.unstable_from;
         self.unstable_from = self.last_index() + 1;
+        self.handed_out = self.last_index();
         self.slice(from, self.last_index())
+    }
+
+    /// The `Ready` that carried the entries handed out so far has been carried out in full.
+    pub fn mark_durable(&mut self) {
+        self.durable = self.handed_out;
+    }
+
+    /// The last index known to be on this replica's disk.
+    pub fn durable_index(&self) -> u64 {
+        self.durable.min(self.last_index())
     }
 }
 

@@ -60,6 +60,7 @@ impl Protocol for Raft {
         let out = &self.out;
         out.snapshot.is_some()
             || out.compact_to.is_some()
+            || !out.eager.is_empty()
             || !out.messages.is_empty()
             || !out.reads.is_empty()
             || !out.rejected.is_empty()
@@ -77,12 +78,17 @@ impl Protocol for Raft {
         // Field order is the order the driver carries them out in.
         let snapshot = self.out.snapshot.take();
         let hard_state = self.hard_state();
+        // The commit index may be lost in a crash (a restarted replica relearns it), so a hard
+        // state that moved only there is written without a sync of its own.
+        let hard_state_lazy = hard_state.term == self.persisted.term
+            && hard_state.voted_for == self.persisted.voted_for;
         let hard_state = (hard_state != self.persisted).then(|| {
             self.persisted = hard_state;
             hard_state.encode()
         });
         let entries = self.log.take_unstable();
         let compact_to = self.out.compact_to.take();
+        let eager_messages = std::mem::take(&mut self.out.eager);
         let messages = std::mem::take(&mut self.out.messages);
         let committed = if self.commit > self.applied {
             let committed = self.log.slice(self.applied + 1, self.commit);
@@ -94,12 +100,22 @@ impl Protocol for Raft {
         Ready {
             snapshot,
             hard_state,
+            hard_state_lazy,
             entries,
             compact_to,
+            eager_messages,
             messages,
             committed,
             reads: std::mem::take(&mut self.out.reads),
             rejected: std::mem::take(&mut self.out.rejected),
+        }
+    }
+
+    /// The entries handed out so far are durable; the leader may now count its own.
+    fn advance(&mut self) {
+        self.log.mark_durable();
+        if self.lead.is_some() {
+            self.maybe_commit();
         }
     }
 

@@ -34,6 +34,9 @@ pub(crate) enum State {
 pub(crate) struct Outbox {
     pub snapshot: Option<Snapshot>,
     pub compact_to: Option<u64>,
+    /// The leader's appends and heartbeats: they may leave before its own writes are durable
+    /// (thesis §10.2.1), since the leader counts its entries toward a commit only once they are.
+    pub eager: Vec<Envelope<RaftMessage>>,
     pub messages: Vec<Envelope<RaftMessage>>,
     pub reads: Vec<ReadState>,
     pub rejected: Vec<Rejection>,
@@ -443,6 +446,11 @@ impl Raft {
 
     pub(crate) fn send(&mut self, to: NodeId, msg: RaftMessage) {
         self.out.messages.push(Envelope { to, msg });
+    }
+
+    /// Sends a message that promises nothing about this replica's unsynced writes.
+    pub(crate) fn send_eager(&mut self, to: NodeId, msg: RaftMessage) {
+        self.out.eager.push(Envelope { to, msg });
     }
 
     pub(crate) fn reject(&mut self, request: RequestId, error: ConsensusError) {

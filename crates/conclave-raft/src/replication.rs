@@ -38,8 +38,8 @@ impl Raft {
 
     /// Advances the commit index to the highest index stored on a majority of voters — but
     /// only through an entry of the current term (§5.4.2; Figure 8 shows why). The leader's own
-    /// entries count as stored: the `Ready` that hands them out makes them durable before it
-    /// sends anything or applies anything.
+    /// entries count once they are durable: its appends leave before its own sync (thesis
+    /// §10.2.1), so an entry may be stored by followers before it is stored by the leader.
     pub(crate) fn maybe_commit(&mut self) -> bool {
         let Some(lead) = &mut self.lead else { return false };
         let membership = self.memberships.current();
@@ -48,7 +48,7 @@ impl Raft {
             .iter()
             .map(|v| {
                 if *v == self.id {
-                    self.log.last_index()
+                    self.log.durable_index()
                 } else {
                     lead.progress.get(v).map_or(0, |p| p.match_index)
                 }
@@ -154,7 +154,7 @@ impl Raft {
         // heartbeat skips the consistency check.
         let commit = self.commit.min(progress.match_index);
         let msg = RaftMessage::Heartbeat { term: self.term, commit, round: lead.reads.round() };
-        self.send(to, msg);
+        self.send_eager(to, msg);
     }
 
     /// Sends what was queued since effects were last collected: new entries and commit
@@ -228,7 +228,7 @@ impl Raft {
             leader_commit: self.commit,
             round: lead.reads.round(),
         };
-        self.send(to, msg);
+        self.send_eager(to, msg);
         true
     }
 

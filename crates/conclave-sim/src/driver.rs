@@ -11,7 +11,9 @@ use crate::protocols::{Checker, Cluster, Observation, SimProtocol};
 use crate::simulation::Phase;
 use crate::{Simulation, Violation};
 use conclave_core::proposal::Proposal;
-use conclave_core::{Entry, EntryKind, Ready, Role, Snapshot, SnapshotMeta, StateMachine};
+use conclave_core::{
+    Entry, EntryKind, Envelope, Ready, Role, Snapshot, SnapshotMeta, StateMachine,
+};
 use conclave_storage::{LogStore, WriteBatch};
 
 impl<P: SimProtocol> Simulation<P> {
@@ -114,18 +116,29 @@ impl<P: SimProtocol> Simulation<P> {
     }
 
     fn carry_out(&mut self, node: usize, ready: Ready<P::Message>) {
-        // 1. Persist, and make it durable before anything leaves.
+        // 1. Write what is to persist.
         let batch = WriteBatch::from_ready(&ready);
+        let must_sync = ready.must_sync();
         if !batch.is_empty() {
             let n = &mut self.nodes[node];
             if let Err(error) = n.store.write(&batch) {
                 let detail = format!("n{} handed out a batch its store refused: {error}", node + 1);
                 return self.fail(Violation::new(self.now_us, "storage contract", detail));
             }
-            let writes = ready.hard_state.is_some() || !ready.entries.is_empty();
+        }
+        let Ready {
+            snapshot, entries, eager_messages, messages, committed, reads, rejected, ..
+        } = ready;
+        // 2. Messages that may leave before the write is durable.
+        if !self.send_all(node, eager_messages) {
+            return;
+        }
+        // 3. Make the write durable — or lose power first.
+        if must_sync {
+            let n = &mut self.nodes[node];
             let strikes = match n.torn_write {
-                Some(TornWrite::Next) => writes,
-                Some(TornWrite::AsLeader(left)) if writes => {
+                Some(TornWrite::Next) => true,
+                Some(TornWrite::AsLeader(left)) => {
                     let leading =
                         n.protocol.as_ref().is_some_and(|p| p.status().role == Role::Leader);
                     if leading && left > 1 {
@@ -137,15 +150,23 @@ impl<P: SimProtocol> Simulation<P> {
             };
             if strikes {
                 // Power fails before the sync: the write may or may not have reached the disk,
-                // and none of this Ready's messages were sent. A leader's write survives more
-                // often than not, so that its entries linger on its disk only (Figure 8's S5).
+                // and only this Ready's eager messages were sent. A leader's write survives
+                // more often than not, so that its entries linger on its disk only (Figure 8's
+                // S5).
                 let leading = matches!(n.torn_write, Some(TornWrite::AsLeader(_)));
                 let odds = if leading { 0.75 } else { 0.5 };
-                let keep = usize::from(self.rngs.nemesis.chance(odds));
+                let unsynced = n.store.unsynced_writes();
+                // Some prefix of the unsynced writes reaches the disk: usually all of them for a
+                // leader, any number otherwise.
+                let keep = if self.rngs.nemesis.chance(odds) {
+                    unsynced
+                } else {
+                    self.rngs.nemesis.range_inclusive(0, unsynced.saturating_sub(1) as u64) as usize
+                };
                 self.nemesis_stats.torn_writes += 1;
                 if self.config.verbose {
                     self.trace(&format!(
-                        "n{} crashes before syncing (keeps {keep} write)",
+                        "n{} crashes before syncing (keeps {keep} of {unsynced} writes)",
                         node + 1
                     ));
                 }
@@ -156,35 +177,28 @@ impl<P: SimProtocol> Simulation<P> {
             }
             n.store.sync().expect("syncing a memory store cannot fail");
         }
-        let Ready { snapshot, entries, messages, committed, reads, rejected, .. } = ready;
         if let Some(snapshot) = &snapshot {
             self.install(node, snapshot);
         }
-        // 2. Send.
-        for envelope in messages {
-            let to = envelope.to.0 as usize;
-            if to == 0 || to > self.nodes.len() {
-                let detail =
-                    format!("n{} sent a message to unknown node {}", node + 1, envelope.to);
-                return self.fail(Violation::new(self.now_us, "protocol", detail));
-            }
-            for delay in self.network.route(node, to - 1) {
-                let msg = envelope.msg.clone();
-                self.agenda
-                    .schedule(self.now_us + delay, Event::Deliver { from: node, to: to - 1, msg });
-            }
+        // 4. Messages that promise what is now durable.
+        if !self.send_all(node, messages) {
+            return;
         }
-        // 3. Apply.
+        // 5. Apply.
         for entry in &committed {
             self.apply(node, entry);
         }
-        // 4. Reads and rejections.
+        // 6. Reads and rejections.
         self.nodes[node].reads.extend(reads.iter().map(|r| (r.index, r.request)));
         self.serve_reads(node);
         for rejection in rejected {
             if let Some(w) = self.nodes[node].waiting.remove(&rejection.request) {
                 self.send_reply(w.client, w.op, Reply::Refused(rejection.error));
             }
+        }
+        // 7. Done: the protocol may count what it asked to persist as durable.
+        if let Some(protocol) = self.nodes[node].protocol.as_mut() {
+            protocol.advance();
         }
         self.observe(node, &entries, snapshot.as_ref().map(|s| &s.meta), &committed, false);
         if self.guarantees.has_leader
@@ -196,6 +210,26 @@ impl<P: SimProtocol> Simulation<P> {
             self.new_leader(node);
         }
         self.maybe_snapshot(node);
+    }
+
+    /// Routes `messages` from `node` through the network. Returns false (after recording the
+    /// violation) if one is addressed to a node that does not exist.
+    fn send_all(&mut self, node: usize, messages: Vec<Envelope<P::Message>>) -> bool {
+        for envelope in messages {
+            let to = envelope.to.0 as usize;
+            if to == 0 || to > self.nodes.len() {
+                let detail =
+                    format!("n{} sent a message to unknown node {}", node + 1, envelope.to);
+                self.fail(Violation::new(self.now_us, "protocol", detail));
+                return false;
+            }
+            for delay in self.network.route(node, to - 1) {
+                let msg = envelope.msg.clone();
+                self.agenda
+                    .schedule(self.now_us + delay, Event::Deliver { from: node, to: to - 1, msg });
+            }
+        }
+        true
     }
 
     fn install(&mut self, node: usize, snapshot: &Snapshot) {

@@ -77,6 +77,7 @@ impl Protocol for Totem {
             committed: out.committed,
             reads: out.reads,
             rejected: out.rejected,
+            ..Ready::default()
         }
     }
 

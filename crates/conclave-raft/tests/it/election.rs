@@ -25,7 +25,7 @@ pub fn hard_state(ready: &Ready<RaftMessage>) -> Option<HardState> {
 }
 
 pub fn sent(ready: &Ready<RaftMessage>) -> Vec<(u64, RaftMessage)> {
-    ready.messages.iter().map(|e| (e.to.0, e.msg.clone())).collect()
+    ready.eager_messages.iter().chain(&ready.messages).map(|e| (e.to.0, e.msg.clone())).collect()
 }
 
 fn vote_request(term: u64, pre_vote: bool) -> RaftMessage {
@@ -38,7 +38,8 @@ fn vote_request(term: u64, pre_vote: bool) -> RaftMessage {
     }
 }
 
-// Reference: §5.2 — a lone voter wins at once; §5.4.2/§8 — a new leader appends a no-op.
+// Reference: §5.2 — a lone voter wins at once; §5.4.2/§8 — a new leader appends a no-op, which
+// commits once its write is durable.
 #[test]
 fn single_voter_elects_itself_and_commits_a_noop() {
     let mut r = raft(1, &[1], config());
@@ -46,11 +47,15 @@ fn single_voter_elects_itself_and_commits_a_noop() {
     assert_eq!(r.role(), Role::Leader);
     assert_eq!(
         hard_state(&ready),
-        Some(HardState { term: 1, voted_for: Some(NodeId(1)), commit: 1 })
+        Some(HardState { term: 1, voted_for: Some(NodeId(1)), commit: 0 })
     );
     assert_eq!(ready.entries, vec![Entry::noop(1, 1)]);
+    assert!(ready.committed.is_empty());
+    assert!(sent(&ready).is_empty());
+    r.advance();
+    let ready = r.ready();
     assert_eq!(ready.committed, vec![Entry::noop(1, 1)]);
-    assert!(ready.messages.is_empty());
+    assert!(ready.hard_state_lazy, "only the commit index moved");
     let counters: std::collections::BTreeMap<_, _> = r.counters().into_iter().collect();
     assert_eq!(counters["elections_total"], 1);
     assert_eq!(counters["pre_votes_total"], 1);

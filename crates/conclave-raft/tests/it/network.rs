@@ -185,7 +185,7 @@ impl Network {
                 node.applied_index = snapshot.meta.index;
                 node.snapshots_restored.push(snapshot.meta.clone());
             }
-            for env in ready.messages {
+            for env in ready.eager_messages.into_iter().chain(ready.messages) {
                 self.queue.push_back((id, env.to, env.msg));
             }
             for entry in ready.committed {
@@ -205,6 +205,7 @@ impl Network {
             }
             node.reads.extend(ready.reads);
             node.rejected.extend(ready.rejected);
+            node.raft.advance();
         }
         for violation in violations {
             assert!(!self.strict, "{violation}");

@@ -298,6 +298,7 @@ fn leader() -> Raft {
         r.step(NodeId(follower), ack(1, 0));
     }
     r.ready();
+    r.advance();
     assert_eq!((r.role(), r.commit_index()), (Role::Leader, 1));
     r
 }
@@ -315,8 +316,10 @@ fn ack(match_index: u64, round: u64) -> RaftMessage {
 }
 
 // Reference: §5.3 and §5.4.2 — the leader's exact effects for one proposal: the entry to persist
-// and one AppendEntries per follower; then, on one acknowledgement, the commit (hard state and
-// committed entry) and an empty AppendEntries telling the followers.
+// and one AppendEntries per follower, which may leave before the entry is durable (thesis
+// §10.2.1); then, on one acknowledgement once its own write is durable, the commit (a hard state
+// that needs no sync of its own, and the committed entry) and an empty AppendEntries telling the
+// followers.
 #[test]
 fn leader_effects_for_one_proposal() {
     let mut r = leader();
@@ -336,13 +339,31 @@ fn leader_effects_for_one_proposal() {
     };
     let to_both = |m: RaftMessage| vec![(2, m.clone()), (3, m)];
     assert_eq!(sent(&ready), to_both(leader_append(1, vec![cmd(2, 1, "x")], 1)));
+    assert!(ready.messages.is_empty(), "the appends are eager");
 
+    // Until its own write is durable, the leader counts only follower 2: no majority.
     r.step(NodeId(2), ack(2, 0));
+    let ready = r.ready();
+    assert!(ready.committed.is_empty() && ready.hard_state.is_none());
+    r.advance();
     let ready = r.ready();
     assert_eq!(
         hard_state(&ready),
         Some(HardState { term: 1, voted_for: Some(NodeId(1)), commit: 2 })
     );
+    assert!(ready.hard_state_lazy && !ready.must_sync());
     assert_eq!(ready.committed, vec![cmd(2, 1, "x")]);
     assert_eq!(sent(&ready), to_both(leader_append(2, vec![], 2)));
+}
+
+// Reference: thesis §10.2.1 — an entry stored by a majority of the other servers commits even
+// before the leader's own write is durable.
+#[test]
+fn a_majority_of_followers_commits_without_the_leaders_disk() {
+    let mut r = leader();
+    r.propose(RequestId(1), Bytes::from_static(b"x"));
+    let _ = r.ready();
+    r.step(NodeId(2), ack(2, 0));
+    r.step(NodeId(3), ack(2, 0));
+    assert_eq!(r.ready().committed, vec![cmd(2, 1, "x")]);
 }
