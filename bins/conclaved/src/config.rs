@@ -117,7 +117,8 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// The largest client request, in bytes (etcd: 1.5 MiB).
     pub max_request_bytes: usize,
-    /// Take a state-machine snapshot and compact the log every this many entries.
+    /// Take a state-machine snapshot and compact the log after at least this many entries, and
+    /// once the entries since the last snapshot add up to its size.
     pub snapshot_interval_entries: u64,
     /// Client requests queued per node before "too many requests".
     pub max_pending_requests: usize,

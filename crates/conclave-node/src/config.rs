@@ -17,7 +17,8 @@ pub struct NodeConfig {
     pub max_pending_requests: usize,
     /// The most events taken in one batch before the protocol's effects are carried out.
     pub max_batch_events: usize,
-    /// Take a state-machine snapshot after this many applied entries (0 = never).
+    /// Take a state-machine snapshot after at least this many applied entries (0 = never), once
+    /// the entries applied since the last one also add up to that snapshot's size.
     pub snapshot_interval_entries: u64,
 }
 

@@ -28,6 +28,11 @@ pub(crate) struct Driver<P: Protocol, L: LogStore, S: StateMachine> {
     pub waiters: Waiters,
     pub applied: u64,
     pub last_snapshot_index: u64,
+    /// The size of the last snapshot taken here, and the command bytes applied since: a
+    /// snapshot costs time in proportion to the whole state, so the next one waits until the log
+    /// has grown by as much (see `maybe_snapshot`).
+    pub last_snapshot_bytes: u64,
+    pub applied_bytes_since_snapshot: u64,
     pub last_term_applied: u64,
     pub last_leader: Option<conclave_core::NodeId>,
     /// The membership as of the applied index, for snapshot metadata.
@@ -155,6 +160,8 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             }
             self.applied = snapshot.meta.index;
             self.last_snapshot_index = snapshot.meta.index;
+            self.last_snapshot_bytes = snapshot.data.len() as u64;
+            self.applied_bytes_since_snapshot = 0;
             self.last_term_applied = snapshot.meta.term;
             self.membership = snapshot.meta.membership.clone();
         }
@@ -243,15 +250,26 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             }
             self.applied = entry.index;
             self.last_term_applied = entry.term;
+            self.applied_bytes_since_snapshot += entry.data.len() as u64;
         }
         drop(sm);
         self.shared.applied.store(self.applied, std::sync::atomic::Ordering::Release);
     }
 
-    /// Takes a snapshot every `snapshot_interval_entries` applied entries, so the log stays short.
+    /// Takes a snapshot once `snapshot_interval_entries` entries were applied since the last
+    /// one **and** the entries applied since then are at least as large as that snapshot was.
+    /// Encoding and writing a snapshot costs time in proportion to the whole state (every key
+    /// and its held history), so with a large state a fixed interval would spend most of the
+    /// node thread on snapshots; this way their cost stays a constant share of the bytes
+    /// applied, and the log between snapshots stays no larger than the state itself.
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
-        let interval = self.config.snapshot_interval_entries;
-        if interval == 0 || self.applied < self.last_snapshot_index + interval {
+        let due = snapshot_due(
+            self.config.snapshot_interval_entries,
+            self.applied - self.last_snapshot_index,
+            self.applied_bytes_since_snapshot,
+            self.last_snapshot_bytes,
+        );
+        if !due {
             return Ok(());
         }
         let data = self.state_machine.read().expect("state machine lock poisoned").snapshot();
@@ -267,6 +285,8 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         self.store.write(&WriteBatch { snapshot: Some(&snapshot), ..Default::default() })?;
         self.store.sync()?;
         self.last_snapshot_index = self.applied;
+        self.last_snapshot_bytes = snapshot.data.len() as u64;
+        self.applied_bytes_since_snapshot = 0;
         self.protocol.snapshot_taken(snapshot);
         Ok(())
     }
@@ -295,5 +315,26 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         for (name, value) in self.protocol.counters() {
             self.metrics.protocol_value(name, value);
         }
+    }
+}
+
+/// Whether a snapshot is due: `interval` entries (0: never) and as many bytes as the last
+/// snapshot held were applied since it. See `Driver::maybe_snapshot`.
+fn snapshot_due(interval: u64, entries_since: u64, bytes_since: u64, last_bytes: u64) -> bool {
+    interval != 0 && entries_since >= interval && bytes_since >= last_bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_due;
+
+    #[test]
+    fn a_snapshot_waits_for_the_interval_and_for_as_many_bytes_as_the_last_one() {
+        assert!(!snapshot_due(0, 1_000_000, 1 << 40, 0), "0 means never");
+        assert!(!snapshot_due(10_000, 9_999, 1 << 30, 0));
+        assert!(snapshot_due(10_000, 10_000, 0, 0), "the first one needs only the interval");
+        // A 20 MB state: 10,000 entries of 300 bytes are not enough to pay for another.
+        assert!(!snapshot_due(10_000, 10_000, 3_000_000, 20_000_000));
+        assert!(snapshot_due(10_000, 70_000, 21_000_000, 20_000_000));
     }
 }

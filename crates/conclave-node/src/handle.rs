@@ -88,6 +88,8 @@ where
         waiters: Waiters::default(),
         applied,
         last_snapshot_index: applied,
+        last_snapshot_bytes: 0,
+        applied_bytes_since_snapshot: 0,
         last_term_applied: 0,
         last_leader: None,
         membership,
