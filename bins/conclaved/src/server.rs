@@ -8,7 +8,7 @@ use anyhow::Context;
 use conclave_core::{Consensus, NodeId, StateMachine, metrics as names};
 use conclave_kv::KvStore;
 use conclave_storage::{FileStore, FileStoreOptions};
-use conclave_transport::{Faults, GrpcTransport, PeerService, TransportConfig};
+use conclave_transport::{Faults, PeerListener, PeerTransport, TransportConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -134,7 +134,7 @@ pub async fn run_with(
     let transport_config = TransportConfig { tls: tls.peer.clone(), ..TransportConfig::default() };
     let peers: BTreeMap<NodeId, String> =
         config.members.iter().map(|m| (NodeId(m.id), m.peer.to_string())).collect();
-    let transport = GrpcTransport::start(
+    let transport = PeerTransport::start(
         id,
         &peers,
         &transport_config,
@@ -164,27 +164,11 @@ pub async fn run_with(
         }
     };
 
-    // Peer service.
+    // Peer links.
     let members: BTreeSet<NodeId> = peers.keys().copied().collect();
-    let mut peer_service = PeerService::new(id, members, inbox_tx).with_shutdown(peer_stopping);
-    let mut peer_builder = tonic::transport::Server::builder();
-    if let Some(peer_tls) = &tls.peer {
-        peer_service = peer_service.require_node_certificates(config.protocol.as_str());
-        peer_builder = peer_builder
-            .tls_config(peer_tls.server_config())
-            .context("peer TLS settings (tls.peer_cert, tls.peer_key, tls.peer_ca)")?;
-    }
-    let peer_service = peer_service.into_server(&transport_config);
-    let peer_server = tokio::spawn(
-        peer_builder
-            .tcp_nodelay(true)
-            .max_concurrent_streams(transport_config.max_concurrent_streams)
-            .add_service(peer_service)
-            .serve_with_incoming_shutdown(
-                conclave_etcd::server::nodelay(listeners.peer),
-                stopped(),
-            ),
-    );
+    let peer_listener =
+        PeerListener::new(id, members, inbox_tx, &transport_config, config.protocol.as_str());
+    let peer_server = tokio::spawn(peer_listener.serve(listeners.peer, peer_stopping));
 
     // Client API.
     let etcd = etcd_context(&config, consensus.clone(), state_machine.clone())?;

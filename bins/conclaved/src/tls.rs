@@ -135,7 +135,17 @@ impl TlsSettings {
                     cert.display()
                 )
             })?;
-            Some(conclave_transport::PeerTls::new(cert_pem, key_pem, ca_pem))
+            let peer = conclave_transport::PeerTls::new(&cert_pem, &key_pem, &ca_pem).map_err(
+                |error| {
+                    format!(
+                        "`tls.peer_cert` = {}, `tls.peer_key` = {}, `tls.peer_ca` = {}: {error}",
+                        cert.display(),
+                        key.display(),
+                        ca.display()
+                    )
+                },
+            )?;
+            Some(peer)
         };
         Ok(LoadedTls {
             client_cert_auth: self.client_ca.is_some() && client.is_some(),

@@ -7,17 +7,15 @@ use crate::PeerTls;
 pub struct TransportConfig {
     /// Payloads queued per peer before new ones are dropped.
     pub queue_capacity: usize,
-    /// The most payloads in one batch.
+    /// The most payloads in one batch (one write).
     pub max_batch_messages: usize,
-    /// The largest encoded batch, in bytes; also the receiver's decode limit.
+    /// The largest frame a listener accepts, in bytes; a batch stops growing at half of it.
     pub max_message_bytes: usize,
     /// The largest single payload accepted for sending.
     pub max_payload_bytes: usize,
     pub connect_timeout_ms: u64,
     pub reconnect_backoff_ms_min: u64,
     pub reconnect_backoff_ms_max: u64,
-    /// Concurrent inbound streams per connection.
-    pub max_concurrent_streams: u32,
     /// Mutual TLS with node-id certificates; plaintext when `None`.
     pub tls: Option<PeerTls>,
 }
@@ -32,7 +30,6 @@ impl Default for TransportConfig {
             connect_timeout_ms: 1_000,
             reconnect_backoff_ms_min: 50,
             reconnect_backoff_ms_max: 2_000,
-            max_concurrent_streams: 64,
             tls: None,
         }
     }
@@ -56,7 +53,6 @@ impl TransportConfig {
             ("max_payload_bytes", self.max_payload_bytes as u64),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("reconnect_backoff_ms_min", self.reconnect_backoff_ms_min),
-            ("max_concurrent_streams", u64::from(self.max_concurrent_streams)),
         ];
         for (field, value) in positive {
             if value == 0 {

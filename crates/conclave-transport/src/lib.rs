@@ -1,34 +1,35 @@
-//! Peer messaging over tonic.
+//! Peer messaging: one TCP (or mutual-TLS) connection per peer and direction, carrying
+//! length-prefixed frames (see [`frame`] for the wire format).
 //!
-//! [`GrpcTransport`] implements `conclave_node::Transport`: each peer gets a bounded queue and a
-//! task that keeps one client-streaming `Peer/Stream` call open, batches whatever is queued into
-//! one `Batch`, and reconnects with exponential backoff when the call breaks. A full queue drops
-//! the payload (the protocols retransmit) and counts it; sending never blocks the node thread.
-//! [`PeerService`] is the receiving side: it checks each batch and hands payloads to the node's
-//! inbox, waiting when the inbox is full so back-pressure reaches the sender's TCP window.
-//! [`Faults`] lets the lab and tests drop or delay the traffic to any peer. With
-//! [`TransportConfig::tls`] set, links use mutual TLS and every batch's sender id is checked
-//! against the sender's certificate (see the `tls` module for the naming convention).
+//! [`PeerTransport`] implements `conclave_node::Transport`: each peer gets a bounded queue and a
+//! task that keeps one connection open, writes whatever is queued as one batch of frames with
+//! one write, measures the round trip with a ping every second, and reconnects with exponential
+//! backoff when the link breaks. A full queue drops the payload (the protocols retransmit) and
+//! counts it; sending never blocks the node thread. [`PeerListener`] is the receiving side: it
+//! checks each link's hello and hands payloads to the node's inbox, waiting when the inbox is
+//! full so back-pressure reaches the sender's TCP window. [`Faults`] lets the lab and tests drop
+//! or delay the traffic to any peer. With [`TransportConfig::tls`] set, links use mutual TLS and
+//! each link's sender id is checked against the sender's certificate (see the `tls` module for
+//! the naming convention).
 //!
-//! Architecture invariant: only this crate and `conclave-etcd` know about gRPC.
+//! Peers speak a framed protocol of their own rather than gRPC: a protocol message crosses two
+//! tasks (the sender's link, the receiver's link) instead of the five an HTTP/2 stream needs,
+//! which matters for commit latency on a few cores (ARCHITECTURE.md, "Peer transport").
 
 mod config;
+mod connection;
 mod faults;
+pub mod frame;
+mod listener;
 mod sender;
-mod service;
 mod tls;
 
-pub mod pb {
-    //! Generated from `proto/peer.proto`.
-    #![allow(missing_debug_implementations, clippy::all)]
-    tonic::include_proto!("conclave.peer");
-}
-
 pub use config::{TransportConfig, TransportConfigError};
+pub use connection::{Connection, DialError, dial};
 pub use faults::{Faults, LinkFault};
-pub use sender::GrpcTransport;
-pub use service::PeerService;
-pub use tls::{PeerIdentityError, PeerTls, certificate_names_node, node_name};
+pub use listener::PeerListener;
+pub use sender::PeerTransport;
+pub use tls::{PeerIdentityError, PeerTls, PeerTlsError, certificate_names_node, node_name};
 
 /// Peers refused because their certificate did not name the node id they claimed (or was
 /// missing): `{protocol, reason}`.
@@ -38,6 +39,6 @@ pub const PEER_IDENTITY_REFUSED_TOTAL: &str = "conclave_peer_identity_refused_to
 pub fn describe_metrics() {
     metrics::describe_counter!(
         PEER_IDENTITY_REFUSED_TOTAL,
-        "Peer streams refused because the TLS client certificate did not name the node id the peer claimed"
+        "Peer links refused because the TLS client certificate did not name the node id the peer claimed"
     );
 }

@@ -1,7 +1,7 @@
-//! The sending side: a bounded queue and a streaming task per peer.
+//! The sending side: a bounded queue and a link task per peer.
 
-use crate::pb::peer_client::PeerClient;
-use crate::pb::{Batch, Ping};
+use crate::connection::{Connection, DialError, Writer, dial};
+use crate::frame::Kind;
 use crate::{Faults, TransportConfig};
 use bytes::Bytes;
 use conclave_core::NodeId;
@@ -9,26 +9,24 @@ use conclave_node::Transport;
 use metrics::{Counter, Histogram, counter, histogram};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 
-/// Sends protocol payloads to peers over one long-lived gRPC stream each.
-pub struct GrpcTransport {
+/// Sends protocol payloads to peers over one long-lived connection each.
+pub struct PeerTransport {
     queues: BTreeMap<NodeId, mpsc::Sender<Bytes>>,
     faults: Faults,
     max_payload_bytes: usize,
     dropped: Counter,
 }
 
-impl fmt::Debug for GrpcTransport {
+impl fmt::Debug for PeerTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcTransport").field("peers", &self.queues.keys()).finish_non_exhaustive()
+        f.debug_struct("PeerTransport").field("peers", &self.queues.keys()).finish_non_exhaustive()
     }
 }
 
-impl GrpcTransport {
+impl PeerTransport {
     /// Starts one sender task per peer (`id → host:port`) on the current tokio runtime.
     /// Connections are made lazily and retried forever with backoff.
     ///
@@ -75,7 +73,7 @@ impl GrpcTransport {
     }
 }
 
-impl Transport for GrpcTransport {
+impl Transport for PeerTransport {
     fn send(&self, to: NodeId, payload: Bytes) {
         if payload.len() > self.max_payload_bytes {
             tracing::error!(%to, len = payload.len(), limit = self.max_payload_bytes, "payload over the transport limit; dropped");
@@ -113,34 +111,20 @@ impl Link {
         let min = Duration::from_millis(self.config.reconnect_backoff_ms_min);
         let max = Duration::from_millis(self.config.reconnect_backoff_ms_max);
         let mut backoff = min;
-        // The last TLS failure warned about, so a misconfigured link warns once, not at every
-        // retry.
+        // The last misconfiguration warned about, so a bad link warns once, not at every retry.
         let mut warned: Option<String> = None;
         loop {
-            match self.connect().await {
-                Ok(client) => {
+            match dial(self.me, self.peer, &self.address, &self.config).await {
+                Ok(connection) => {
                     backoff = min;
                     warned = None;
-                    tracing::debug!(peer = %self.peer, address = %self.address, "peer stream open");
-                    if !self.pump(client, &mut queue).await {
+                    tracing::debug!(peer = %self.peer, address = %self.address, "peer link open");
+                    if !self.pump(connection, &mut queue).await {
                         return;
                     }
-                    tracing::debug!(peer = %self.peer, "peer stream closed; reconnecting");
+                    tracing::debug!(peer = %self.peer, "peer link closed; reconnecting");
                 }
-                Err(error) => {
-                    // A peer that is down is routine (trace); a certificate the handshake
-                    // refused (wrong CA, a server naming another node) is a misconfiguration or
-                    // an impostor, and the source chain is the only place that tells which.
-                    let chain = ErrorChain(&error).to_string();
-                    if self.config.tls.is_some() && chain.contains("certificate") {
-                        if warned.as_deref() != Some(chain.as_str()) {
-                            tracing::warn!(peer = %self.peer, address = %self.address, error = %chain, "TLS handshake with peer failed; retrying");
-                            warned = Some(chain);
-                        }
-                    } else {
-                        tracing::trace!(peer = %self.peer, error = %chain, "cannot connect to peer");
-                    }
-                }
+                Err(error) => self.report(&error, &mut warned),
             }
             // Drain what queued while disconnected: stale protocol messages are worth less
             // than fresh ones, and the protocols retransmit what matters.
@@ -150,104 +134,77 @@ impl Link {
         }
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<PeerClient<tonic::transport::Channel>, tonic::transport::Error> {
-        let scheme = if self.config.tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", self.address))?
-            .connect_timeout(Duration::from_millis(self.config.connect_timeout_ms))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10));
-        if let Some(tls) = &self.config.tls {
-            // The server must prove it is the node we meant to dial: its certificate has to
-            // name `node-<peer>.conclave`, whatever address it answers on.
-            endpoint = endpoint.tls_config(tls.client_config(self.peer))?;
+    /// A peer that is down is routine (trace); a refusal or a certificate the handshake
+    /// refused (wrong CA, a server naming another node) is a misconfiguration or an impostor.
+    fn report(&self, error: &DialError, warned: &mut Option<String>) {
+        if !error.is_misconfiguration() {
+            tracing::trace!(peer = %self.peer, %error, "cannot connect to peer");
+            return;
         }
-        let channel = endpoint.connect().await?;
-        Ok(PeerClient::new(channel)
-            .max_encoding_message_size(self.config.max_message_bytes)
-            .max_decoding_message_size(self.config.max_message_bytes))
+        let text = error.to_string();
+        if warned.as_deref() != Some(text.as_str()) {
+            tracing::warn!(peer = %self.peer, address = %self.address, %error, "peer link refused; retrying");
+            *warned = Some(text);
+        }
     }
 
-    /// Streams batches until the call breaks (returns true) or the node is gone (false).
-    async fn pump(
-        &self,
-        mut client: PeerClient<tonic::transport::Channel>,
-        queue: &mut mpsc::Receiver<Bytes>,
-    ) -> bool {
-        let (batches, stream) = mpsc::channel::<Batch>(4);
-        let pinger = client.clone();
-        let call = client.stream(ReceiverStream::new(stream));
-        tokio::pin!(call);
+    /// Sends batches until the link breaks (returns true) or the node is gone (false).
+    async fn pump(&self, connection: Connection, queue: &mut mpsc::Receiver<Bytes>) -> bool {
+        let Connection { mut reader, mut writer } = connection;
+        // Pongs come back on the same connection; the token is the send time.
+        let epoch = Instant::now();
+        let histogram = self.round_trip.clone();
+        let mut pongs = tokio::spawn(async move {
+            while let Ok(Some((kind, body))) = reader.next().await {
+                if kind == Kind::Pong
+                    && let Ok(token) = <[u8; 8]>::try_from(body.as_ref())
+                {
+                    let sent = Duration::from_micros(u64::from_be_bytes(token));
+                    histogram.record(epoch.elapsed().saturating_sub(sent).as_secs_f64());
+                }
+            }
+        });
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
+        let alive = loop {
             tokio::select! {
+                _ = &mut pongs => break true,
                 _ = ping.tick() => {
-                    // Pings run beside the stream on the same connection; a slow one never
-                    // holds up protocol traffic.
-                    let (mut client, histogram, from) = (pinger.clone(), self.round_trip.clone(), self.me.0);
-                    tokio::spawn(async move {
-                        let started = std::time::Instant::now();
-                        if client.round_trip(Ping { from }).await.is_ok() {
-                            histogram.record(started.elapsed().as_secs_f64());
-                        }
-                    });
-                }
-                result = &mut call => {
-                    if let Err(status) = result {
-                        tracing::debug!(peer = %self.peer, %status, "peer stream ended");
-                    }
-                    return true;
+                    writer.push_ping(epoch.elapsed().as_micros() as u64);
                 }
                 first = queue.recv() => {
-                    let Some(first) = first else { return false };
-                    let batch = self.batch(first, queue);
+                    let Some(first) = first else { break false };
+                    self.batch(first, queue, &mut writer);
                     let delay = self.faults.get(self.peer).delay;
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
-                    if batches.send(batch).await.is_err() {
-                        return true;
-                    }
                 }
             }
-        }
+            if let Err(error) = writer.flush().await {
+                tracing::debug!(peer = %self.peer, %error, "peer link write failed");
+                break true;
+            }
+        };
+        pongs.abort();
+        alive
     }
 
-    /// Gathers whatever else is already queued into one batch, within the limits.
-    fn batch(&self, first: Bytes, queue: &mut mpsc::Receiver<Bytes>) -> Batch {
+    /// Frames `first` and whatever else is already queued, up to the batch limits, into one
+    /// write.
+    fn batch(&self, first: Bytes, queue: &mut mpsc::Receiver<Bytes>, writer: &mut Writer) {
         let mut size = first.len();
-        let mut payloads = vec![first];
-        while payloads.len() < self.config.max_batch_messages {
+        writer.push(&first);
+        let mut count = 1;
+        while count < self.config.max_batch_messages && size < self.config.max_message_bytes / 2 {
             match queue.try_recv() {
-                Ok(next) if size + next.len() <= self.config.max_message_bytes / 2 => {
-                    size += next.len();
-                    payloads.push(next);
-                }
                 Ok(next) => {
-                    // Too big for this batch; it leads the next one.
-                    payloads.push(next);
-                    break;
+                    size += next.len();
+                    count += 1;
+                    writer.push(&next);
                 }
                 Err(_) => break,
             }
         }
-        Batch { from: self.me.0, to: self.peer.0, payloads }
-    }
-}
-
-/// Displays an error with its sources, `outer: inner: innermost`.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
     }
 }

@@ -5,8 +5,8 @@
 //! serves both ends of a link:
 //!
 //! - the receiving side requires a client certificate from the peer CA (the TLS handshake checks
-//!   the chain), then [`PeerService`](crate::PeerService) checks that the certificate names the
-//!   node id each batch claims in its `from` field ([`certificate_names_node`]);
+//!   the chain), then [`PeerListener`](crate::PeerListener) checks that the certificate names
+//!   the node id the link's hello claims in its `from` field ([`certificate_names_node`]);
 //! - the dialing side verifies the server's chain against the peer CA and asks for the name of
 //!   the node it meant to dial, so a member cannot answer in another member's place.
 //!
@@ -15,9 +15,13 @@
 //! certificate speaks for one node.
 
 use conclave_core::NodeId;
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, DnsName, ServerName};
 use std::fmt;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use std::sync::Arc;
 
 /// The DNS name a member's peer certificate must carry: `node-<id>.conclave`.
 pub fn node_name(id: NodeId) -> String {
@@ -51,14 +55,11 @@ pub fn certificate_names_node(
         .map_err(|_| PeerIdentityError::WrongNode { claimed: node, expected: name })
 }
 
-/// A member's peer certificate, its key and the peer CA, as PEM. The caller has checked that
-/// they parse (conclaved does at config load); tonic parses them again when it builds its
-/// rustls configurations.
+/// A member's peer certificate, its key and the peer CA, ready to serve and to dial with.
 #[derive(Clone)]
 pub struct PeerTls {
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-    ca_pem: Vec<u8>,
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
 }
 
 impl fmt::Debug for PeerTls {
@@ -68,25 +69,67 @@ impl fmt::Debug for PeerTls {
     }
 }
 
+/// Peer TLS material that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer TLS: {0}")]
+pub struct PeerTlsError(String);
+
 impl PeerTls {
-    pub fn new(cert_pem: Vec<u8>, key_pem: Vec<u8>, ca_pem: Vec<u8>) -> Self {
-        Self { cert_pem, key_pem, ca_pem }
+    /// Parses the certificate chain, key and CA (PEM) and builds both rustls configurations:
+    /// the listener presents the certificate and requires a client certificate from the CA;
+    /// the dialer trusts only the CA and presents the same certificate.
+    pub fn new(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<Self, PeerTlsError> {
+        let fail = |what: &str, error: &dyn fmt::Display| PeerTlsError(format!("{what}: {error}"));
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail("the certificate does not parse", &e))?;
+        if chain.is_empty() {
+            return Err(PeerTlsError("the certificate file holds no certificate".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| fail("the private key does not parse", &e))?;
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(ca_pem) {
+            let ca = ca.map_err(|e| fail("the CA does not parse", &e))?;
+            roots.add(ca).map_err(|e| fail("the CA is not a usable trust anchor", &e))?;
+        }
+        if roots.is_empty() {
+            return Err(PeerTlsError("the CA file holds no certificate".into()));
+        }
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| fail("cannot verify clients with the CA", &e))?;
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail("no TLS version", &e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| fail("the certificate and key do not go together", &e))?;
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail("no TLS version", &e))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| fail("the certificate and key do not go together", &e))?;
+        Ok(Self { server: Arc::new(server), client: Arc::new(client) })
     }
 
     /// The listener's side: present our certificate, require one from the peer CA.
-    pub fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.ca_pem))
-            .client_auth_optional(false)
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.server.clone()
     }
 
-    /// The dialing side towards `peer`: trust only the peer CA, expect the server to be named
-    /// `node-<peer>.conclave`, and present our own certificate.
-    pub fn client_config(&self, peer: NodeId) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .domain_name(node_name(peer))
+    /// The dialing side: trust only the peer CA and present our own certificate. The caller
+    /// asks for the server name of the node it means to dial ([`server_name`]).
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.client.clone()
     }
+}
+
+/// The name the dialer demands of `peer`'s certificate.
+pub fn server_name(peer: NodeId) -> ServerName<'static> {
+    let name = DnsName::try_from(node_name(peer)).expect("node names are valid DNS names");
+    ServerName::DnsName(name)
 }

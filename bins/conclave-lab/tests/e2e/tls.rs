@@ -8,7 +8,7 @@ use bytes::Bytes;
 use conclave_core::NodeId;
 use conclave_lab::cluster::{Cluster, ClusterSpec};
 use conclave_node::Transport;
-use conclave_transport::{Faults, GrpcTransport, PeerTls, TransportConfig};
+use conclave_transport::{Faults, PeerTls, PeerTransport, TransportConfig};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -225,10 +225,11 @@ fn a_peer_presenting_another_nodes_certificate_is_refused() {
     let rt = crate::support::runtime();
     let n2 = tls.pki.join("node-2");
     let stolen = PeerTls::new(
-        std::fs::read(n2.join("peer.pem")).unwrap(),
-        std::fs::read(n2.join("peer.key")).unwrap(),
-        std::fs::read(tls.pki.join("peer-ca.pem")).unwrap(),
-    );
+        &std::fs::read(n2.join("peer.pem")).unwrap(),
+        &std::fs::read(n2.join("peer.key")).unwrap(),
+        &std::fs::read(tls.pki.join("peer-ca.pem")).unwrap(),
+    )
+    .unwrap();
     let peers: BTreeMap<NodeId, String> = [1, 2]
         .into_iter()
         .map(|id| (NodeId(id), tls.cluster.node(id).unwrap().peer.to_string()))
@@ -241,7 +242,7 @@ fn a_peer_presenting_another_nodes_certificate_is_refused() {
     };
     let metrics: Vec<_> = [1, 2].iter().map(|&id| tls.cluster.node(id).unwrap().metrics).collect();
     let refused = rt.block_on(async {
-        let impostor = GrpcTransport::start(NodeId(3), &peers, &config, Faults::default(), "raft");
+        let impostor = PeerTransport::start(NodeId(3), &peers, &config, Faults::default(), "raft");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             for id in [1, 2] {

@@ -1,18 +1,21 @@
-//! The gRPC peer transport on loopback: delivery in order, batching, fault hooks, reconnects,
-//! and refusal of strangers and oversized payloads.
+//! The peer transport on loopback: delivery in order, batching, fault hooks, reconnects, pings,
+//! and refusal of strangers, of links meant for another node, of non-peers and of oversized
+//! payloads and frames.
 
 mod tls;
 
 use bytes::Bytes;
 use conclave_core::NodeId;
 use conclave_node::{Inbound, Transport};
-use conclave_transport::{Faults, GrpcTransport, LinkFault, PeerService, TransportConfig};
+use conclave_transport::{
+    DialError, Faults, LinkFault, PeerListener, PeerTransport, TransportConfig, dial,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Starts a receiving node on a loopback port; returns its address, inbox and a stopper.
 async fn receiver(
@@ -31,19 +34,14 @@ async fn receiver_on(
     let (tx, rx) = mpsc::channel(1024);
     let members: BTreeSet<NodeId> = members.iter().map(|&m| NodeId(m)).collect();
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let service = PeerService::new(NodeId(me), members, tx)
-        .with_shutdown(stopping)
-        .into_server(&TransportConfig::default());
+    let config = TransportConfig::default();
+    let server = PeerListener::new(NodeId(me), members, tx, &config, "test");
+    tokio::spawn(server.serve(listener, stopping));
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(
-        tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async move {
-                let _ = stopped.await;
-                let _ = stopping_tx.send(true);
-            },
-        ),
-    );
+    tokio::spawn(async move {
+        let _ = stopped.await;
+        let _ = stopping_tx.send(true);
+    });
     (addr, rx, stop)
 }
 
@@ -51,7 +49,7 @@ async fn recv(rx: &mut mpsc::Receiver<Inbound>) -> Option<Inbound> {
     tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.ok().flatten()
 }
 
-fn transport(me: u64, peers: &[(u64, SocketAddr)], faults: Faults) -> GrpcTransport {
+fn transport(me: u64, peers: &[(u64, SocketAddr)], faults: Faults) -> PeerTransport {
     let peers: BTreeMap<NodeId, String> =
         peers.iter().map(|(id, a)| (NodeId(*id), a.to_string())).collect();
     let config = TransportConfig {
@@ -59,7 +57,7 @@ fn transport(me: u64, peers: &[(u64, SocketAddr)], faults: Faults) -> GrpcTransp
         reconnect_backoff_ms_max: 50,
         ..Default::default()
     };
-    GrpcTransport::start(NodeId(me), &peers, &config, faults, "test")
+    PeerTransport::start(NodeId(me), &peers, &config, faults, "test")
 }
 
 #[tokio::test]
@@ -135,6 +133,72 @@ async fn refuses_a_sender_that_is_not_a_member() {
     let stranger = transport(9, &[(2, addr)], Faults::default());
     stranger.send(NodeId(2), Bytes::from_static(b"hello"));
     assert!(tokio::time::timeout(Duration::from_millis(500), inbox.recv()).await.is_err());
+    // The dialer is told why.
+    let config = TransportConfig::default();
+    let refused = dial(NodeId(9), NodeId(2), &addr.to_string(), &config).await.unwrap_err();
+    assert!(matches!(refused, DialError::Refused { .. }), "{refused}");
+    assert!(refused.to_string().contains("node 9 is not a peer of node 2"), "{refused}");
+    // So is one that dialed the wrong node, and one that claims to be the listener itself.
+    let wrong = dial(NodeId(1), NodeId(3), &addr.to_string(), &config).await.unwrap_err();
+    assert!(wrong.to_string().contains("a link for node 3 reached node 2"), "{wrong}");
+    let itself = dial(NodeId(2), NodeId(2), &addr.to_string(), &config).await.unwrap_err();
+    assert!(itself.to_string().contains("node 2 is not a peer of node 2"), "{itself}");
+}
+
+#[tokio::test]
+async fn a_member_link_answers_pings_and_delivers() {
+    let (addr, mut inbox, _stop) = receiver(2, &[1, 2]).await;
+    let config = TransportConfig::default();
+    let mut link = dial(NodeId(1), NodeId(2), &addr.to_string(), &config).await.unwrap();
+    link.ping().await.expect("a ping is answered");
+    link.send(b"direct").await.unwrap();
+    let got = recv(&mut inbox).await.unwrap();
+    assert_eq!((got.from, got.payload.as_ref()), (NodeId(1), b"direct".as_ref()));
+}
+
+#[tokio::test]
+async fn something_that_is_not_a_peer_is_turned_away() {
+    let (addr, mut inbox, _stop) = receiver(2, &[1, 2]).await;
+    // An HTTP client pointed at the peer port: the listener closes without answering.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    // Closed without a byte of answer (a reset, when our request was still unread, is a close).
+    let closed = match &read {
+        Ok(Ok(0)) => true,
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        _ => false,
+    };
+    assert!(closed && answer.is_empty(), "the listener should close: {read:?} {answer:?}");
+    // A listener that is not a peer (here: one that never answers the hello) times the
+    // dialer out instead of hanging it.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = TransportConfig { connect_timeout_ms: 300, ..Default::default() };
+    let error =
+        dial(NodeId(1), NodeId(2), &silent.local_addr().unwrap().to_string(), &config).await;
+    assert!(matches!(error, Err(DialError::Timeout { .. })), "{error:?}");
+    assert!(inbox.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn an_oversized_frame_ends_the_link_and_delivers_nothing() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut inbox) = mpsc::channel(16);
+    let members: BTreeSet<NodeId> = [NodeId(1), NodeId(2)].into();
+    let small =
+        TransportConfig { max_message_bytes: 1024, max_payload_bytes: 512, ..Default::default() };
+    let (_stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(
+        PeerListener::new(NodeId(2), members, tx, &small, "test").serve(listener, stopping),
+    );
+    let mut link = dial(NodeId(1), NodeId(2), &addr.to_string(), &small).await.unwrap();
+    // A sender that ignores its own payload limit: the listener refuses the frame unread.
+    link.send(&[7u8; 4096]).await.unwrap();
+    let _ = link.send(b"after").await;
+    assert!(tokio::time::timeout(Duration::from_millis(500), inbox.recv()).await.is_err());
+    assert!(link.ping().await.is_err(), "the link should be closed");
 }
 
 #[tokio::test]
@@ -143,7 +207,7 @@ async fn oversized_payload_is_dropped_and_the_link_keeps_working() {
     let peers: BTreeMap<NodeId, String> = [(NodeId(2), addr.to_string())].into();
     let config =
         TransportConfig { max_payload_bytes: 1024, max_message_bytes: 4096, ..Default::default() };
-    let t = GrpcTransport::start(NodeId(1), &peers, &config, Faults::default(), "test");
+    let t = PeerTransport::start(NodeId(1), &peers, &config, Faults::default(), "test");
     t.send(NodeId(2), Bytes::from(vec![0u8; 2048]));
     t.send(NodeId(2), Bytes::from_static(b"small"));
     assert_eq!(recv(&mut inbox).await.unwrap().payload.as_ref(), b"small");
