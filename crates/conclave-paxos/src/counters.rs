@@ -19,6 +19,8 @@ pub(crate) struct Counters {
     pub snapshots_sent_total: u64,
     /// Prepares refused (a promise at least as high, or loyalty to a live leader).
     pub prepares_rejected_total: u64,
+    /// Times this leader stepped down because no majority answered for a minimum timeout.
+    pub quorum_step_downs_total: u64,
 }
 
 impl Counters {
@@ -34,6 +36,7 @@ impl Counters {
             ("catchup_entries_total", self.catchup_entries_total),
             ("snapshots_sent_total", self.snapshots_sent_total),
             ("prepares_rejected_total", self.prepares_rejected_total),
+            ("quorum_step_downs_total", self.quorum_step_downs_total),
         ]
     }
 }

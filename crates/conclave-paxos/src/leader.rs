@@ -10,7 +10,11 @@
 //! timeout, and whatever remains is the tolerance for clocks running at different rates.
 //!
 //! A leader that has not heard from a majority for a minimum timeout steps down; one that
-//! learns of a higher promise steps down at once.
+//! learns of a higher promise steps down at once. "Heard" counts replies by when they arrive,
+//! not by the tick they echo: under load a reply may come back long after the message it
+//! answers was sent, and a leader whose acceptors keep answering is not cut off (stepping
+//! down then would only throw away every proposal in flight). The lease, which is about
+//! safety, still counts from the echoed ticks.
 
 use crate::leader_state::Pending;
 use crate::paxos::RoleState;
@@ -39,10 +43,11 @@ impl Paxos {
             RoleState::Leader(l) => l.since,
             _ => return,
         };
-        let heard = self.quorum_ack_tick(Some(since)).unwrap_or(since);
+        let heard = self.quorum_tick(Some(since), |p| p.heard_at).unwrap_or(since);
         if self.now.saturating_sub(heard) >= self.ticks.timeout_min {
             // Cut off from a majority: whatever we propose cannot be chosen, and the others
             // may elect someone else once their loyalty runs out.
+            self.counters.quorum_step_downs_total += 1;
             self.become_follower();
         }
     }
@@ -84,6 +89,16 @@ impl Paxos {
     /// The newest leader tick that a majority of the current acceptors (this node counting as
     /// "now") echoed; peers that never answered count as `silent`, or not at all.
     pub(crate) fn quorum_ack_tick(&self, silent: Option<u64>) -> Option<u64> {
+        self.quorum_tick(silent, |p| p.acked_tick)
+    }
+
+    /// The newest tick that a majority of the current acceptors reached by `pick` (this node
+    /// counting as "now"); peers without one count as `silent`, or not at all.
+    fn quorum_tick(
+        &self,
+        silent: Option<u64>,
+        pick: impl Fn(&crate::leader_state::Progress) -> Option<u64>,
+    ) -> Option<u64> {
         let RoleState::Leader(l) = &self.role else { return None };
         let config = self.configs.at(self.commit + 1);
         let mut ticks: Vec<u64> = config
@@ -93,7 +108,7 @@ impl Paxos {
                 if *v == self.id {
                     Some(self.now)
                 } else {
-                    l.progress.get(v).and_then(|p| p.acked_tick).or(silent)
+                    l.progress.get(v).and_then(&pick).or(silent)
                 }
             })
             .collect();
@@ -131,6 +146,7 @@ impl Paxos {
         p.commit = commit;
         p.log_last = log_last;
         p.acked_tick = p.acked_tick.max(Some(tick));
+        p.heard_at = Some(self.now);
         if first <= last {
             for (_, slot) in l.inflight.range_mut(first..=last) {
                 slot.acks.insert(from);
@@ -163,6 +179,7 @@ impl Paxos {
         p.commit = commit;
         p.log_last = log_last;
         p.acked_tick = p.acked_tick.max(Some(tick));
+        p.heard_at = Some(self.now);
         if let Some(from_slot) = need_from {
             self.send_catchup(from, from_slot);
         }

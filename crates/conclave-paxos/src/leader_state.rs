@@ -42,6 +42,8 @@ pub(crate) struct LeaderState {
     /// Replication progress per peer.
     pub progress: BTreeMap<NodeId, Progress>,
     pub heartbeat_elapsed: u64,
+    /// The commit index last sent to the peers (in an Accept or a heartbeat).
+    pub commit_sent: u64,
 }
 
 impl LeaderState {
@@ -61,6 +63,7 @@ impl LeaderState {
             reads_by_slot: BTreeMap::new(),
             progress: BTreeMap::new(),
             heartbeat_elapsed: 0,
+            commit_sent: 0,
         }
     }
 
@@ -84,6 +87,8 @@ impl LeaderState {
 pub(crate) struct InFlight {
     pub acks: BTreeSet<NodeId>,
     pub proposed_tick: u64,
+    /// The local caller waiting for this slot, if any.
+    pub request: Option<RequestId>,
 }
 
 /// What the leader knows of one peer.
@@ -95,6 +100,8 @@ pub(crate) struct Progress {
     pub log_last: u64,
     /// The newest leader tick the peer echoed: it heard from this leader no earlier than that.
     pub acked_tick: Option<u64>,
+    /// The leader's tick when a reply from the peer last arrived (failure detection only).
+    pub heard_at: Option<u64>,
     /// The last catch-up sent: (first slot, tick), to avoid resending the same batch on every
     /// acknowledgement.
     pub catchup: Option<(u64, u64)>,

@@ -16,7 +16,7 @@ use crate::{Ballot, MAX_NODE_ID, Message, PaxosConfig, PaxosError};
 use bytes::Bytes;
 use conclave_core::{
     ConsensusError, DetRng, Entry, EntryKind, Envelope, Guarantees, Membership, NodeId, Protocol,
-    Ready, Recovered, Rejection, RequestId, Role, Snapshot, Status,
+    Ready, Recovered, Rejection, RequestId, Role, Snapshot, Status, proposal,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,6 +56,10 @@ pub struct Paxos {
 
     // Acceptor.
     pub(crate) promised: Ballot,
+    /// The promise in the last hard state handed out in a `Ready`.
+    pub(crate) handed_promised: Ballot,
+    /// The promise known to be on disk (its `Ready` was carried out).
+    pub(crate) durable_promised: Ballot,
     pub(crate) last_round: u64,
     pub(crate) log: SlotLog,
 
@@ -85,6 +89,11 @@ pub struct Paxos {
     pub(crate) forward_seq: u64,
     pub(crate) forwards_taken: ForwardDedup,
     pub(crate) forwarded_reads: BTreeMap<RequestId, u64>,
+    /// Proposals of this node's callers forwarded to the leader and not yet seen chosen, with
+    /// the tick they were taken. When the leader changes, their fate is unknown: they are
+    /// answered at once with a timeout (outcome unknown) instead of leaving the callers to wait
+    /// for the driver's request timeout.
+    pub(crate) forwarded_proposals: BTreeMap<RequestId, u64>,
 
     // Effects accumulated for the next `Ready`.
     pub(crate) out: Ready<Message>,
@@ -152,6 +161,8 @@ impl Paxos {
             ticks,
             rng,
             promised,
+            handed_promised: promised,
+            durable_promised: promised,
             last_round: hard_state.last_round,
             log: SlotLog::new(snapshot_index + 1, entries),
             commit: snapshot_index,
@@ -172,6 +183,7 @@ impl Paxos {
             forward_seq: 0,
             forwards_taken: ForwardDedup::default(),
             forwarded_reads: BTreeMap::new(),
+            forwarded_proposals: BTreeMap::new(),
             out: Ready::default(),
             hard_state_dirty: false,
             counters: Counters::default(),
@@ -332,6 +344,12 @@ impl Paxos {
         for request in stale {
             self.reject(request, ConsensusError::NotLeader { leader: hint });
         }
+        // Proposals forwarded to the previous leader may or may not be chosen by now.
+        let unknown = std::mem::take(&mut self.forwarded_proposals);
+        for (request, since) in unknown {
+            let ms = self.now.saturating_sub(since) * self.config.tick_interval_ms;
+            self.reject(request, ConsensusError::Timeout(ms));
+        }
     }
 
     /// Leaves the leader or candidate role. Queued proposals and reads of this node's own
@@ -352,6 +370,13 @@ impl Paxos {
         for p in l.pending {
             if let Some(request) = p.request {
                 self.reject(request, ConsensusError::NotLeader { leader: None });
+            }
+        }
+        // Proposed but not known chosen: another leader may still choose them, or not.
+        for (_, slot) in l.inflight {
+            if let Some(request) = slot.request {
+                let ms = self.now.saturating_sub(slot.proposed_tick) * self.config.tick_interval_ms;
+                self.reject(request, ConsensusError::Timeout(ms));
             }
         }
         let waiters = l.reads_waiting.into_iter().chain(l.reads_by_slot.into_values().flatten());
@@ -386,6 +411,10 @@ impl Protocol for Paxos {
         self.heard_elapsed = self.heard_elapsed.saturating_add(1);
         if self.now.is_multiple_of(1024) {
             self.forwards_taken.prune(self.now);
+            // Forwarded proposals never seen chosen (dropped by a full leader queue): the
+            // driver's request timeout answered their callers long ago.
+            let now = self.now;
+            self.forwarded_proposals.retain(|_, since| now - *since < FORWARDED_PROPOSAL_TICKS);
         }
         if self.is_leader() {
             self.tick_leader();
@@ -451,6 +480,7 @@ impl Protocol for Paxos {
             _ => match self.leader.filter(|l| *l != self.id) {
                 Some(_) => {
                     self.counters.forwarded_proposals_total += 1;
+                    self.forwarded_proposals.insert(id, self.now);
                     self.forward_buf.push(command);
                 }
                 None => self.reject(id, ConsensusError::NotLeader { leader: None }),
@@ -490,7 +520,9 @@ impl Protocol for Paxos {
                 let commands = std::mem::take(&mut self.forward_buf);
                 self.forward_seq += 1;
                 let (session, seq) = (self.forward_session, self.forward_seq);
-                self.send(leader, Message::Forward { session, seq, commands });
+                // A forward claims nothing about this node's storage: it leaves at once.
+                let msg = Message::Forward { session, seq, commands };
+                self.out.eager_messages.push(Envelope { to: leader, msg });
             } else {
                 // The leader was lost between propose and ready; the driver's timeout answers.
                 self.forward_buf.clear();
@@ -504,6 +536,7 @@ impl Protocol for Paxos {
                 configs: self.configs.to_pairs(),
             };
             ready.hard_state = Some(hs.encode());
+            self.handed_promised = self.promised;
         }
         ready.entries = self.log.take_dirty();
         if self.handed < self.commit {
@@ -511,13 +544,30 @@ impl Protocol for Paxos {
             // ballot here and another there (a new leader re-proposes in-flight values under
             // its own), so committed entries carry term 0 and are identical on every replica.
             ready.committed = self.log.range(self.handed + 1, self.commit);
+            let mine = !self.forwarded_proposals.is_empty();
             for entry in &mut ready.committed {
                 entry.term = 0;
+                if mine
+                    && let Some((origin, request)) = proposal_header(entry)
+                    && origin == self.id
+                {
+                    self.forwarded_proposals.remove(&request);
+                }
             }
             debug_assert_eq!(ready.committed.len() as u64, self.commit - self.handed);
             self.handed = self.commit;
         }
         ready
+    }
+
+    /// The last `Ready` is carried out: its records and promise are durable. A leader now
+    /// counts its own votes for the slots it wrote, which may choose some.
+    fn advance(&mut self) {
+        self.log.mark_durable();
+        self.durable_promised = self.handed_promised;
+        if self.is_leader() {
+            self.drive_leader();
+        }
     }
 
     fn status(&self) -> Status {
@@ -553,6 +603,21 @@ impl Protocol for Paxos {
         let ballot = self.current_ballot().round.max(self.promised.round);
         self.counters.export(ballot)
     }
+}
+
+/// How long a forwarded proposal is remembered without being seen chosen (10 minutes of
+/// 10 ms ticks: far past any request timeout).
+const FORWARDED_PROPOSAL_TICKS: u64 = 60_000;
+
+/// The proposing node and request id the driver put in front of a command
+/// (`conclave_core::proposal`), read without copying the command.
+fn proposal_header(entry: &Entry) -> Option<(NodeId, RequestId)> {
+    if entry.kind != EntryKind::Command || entry.data.len() < proposal::HEADER_LEN {
+        return None;
+    }
+    let origin = u64::from_le_bytes(entry.data[0..8].try_into().ok()?);
+    let request = u64::from_le_bytes(entry.data[8..16].try_into().ok()?);
+    Some((NodeId(origin), RequestId(request)))
 }
 
 /// Counts the members of `members` in `set`.

@@ -183,15 +183,15 @@ impl Paxos {
                 l.prepared.extend(config.voters.iter().copied());
                 return;
             }
-            let (kind, data) = if let Some(e) = l.recovered.remove(&slot) {
-                (e.kind, e.data)
+            let (kind, data, request) = if let Some(e) = l.recovered.remove(&slot) {
+                (e.kind, e.data, None)
             } else if slot <= l.recovery_end {
-                (EntryKind::Noop, Bytes::new())
-            } else if let Some(Pending { kind, data, .. }) = l.pending.pop_front() {
-                (kind, data)
+                (EntryKind::Noop, Bytes::new(), None)
+            } else if let Some(Pending { kind, data, request }) = l.pending.pop_front() {
+                (kind, data, request)
             } else if !l.reads_waiting.is_empty() || self.configs.has_change_after(slot) {
                 // A read marker, or filler that moves a chosen reconfiguration into force.
-                (EntryKind::Noop, Bytes::new())
+                (EntryKind::Noop, Bytes::new(), None)
             } else {
                 return;
             };
@@ -204,11 +204,10 @@ impl Paxos {
             }
             let entry = Entry { index: slot, term: ballot.to_u64(), kind, data };
             self.log.put(entry.clone());
-            let mut acks = BTreeSet::new();
-            if config.contains(self.id) {
-                acks.insert(self.id);
-            }
-            l.inflight.insert(slot, InFlight { acks, proposed_tick: self.now });
+            // The leader's own vote counts once its record is durable (`advance`), not here:
+            // its Accepts may leave before its own write reaches the disk.
+            let proposed_tick = self.now;
+            l.inflight.insert(slot, InFlight { acks: BTreeSet::new(), proposed_tick, request });
             l.unsent.push(entry);
             // Only a slot past everything recovered can mark a read: a recovered slot may lie
             // below another one that was chosen (and applied somewhere) before the read came.
@@ -222,12 +221,18 @@ impl Paxos {
 
     /// Marks chosen every slot in flight that a majority of its acceptors accepted. Returns
     /// whether the commit index moved.
+    ///
+    /// This node's own acceptance counts only for slots whose record is durable: its Accepts
+    /// leave while it writes the same records (`eager_messages`), so a slot may be accepted by
+    /// peers before it is stored here, and a crash before the sync would lose this vote.
     fn advance_leader_commit(&mut self) -> bool {
         let RoleState::Leader(l) = &self.role else { return false };
+        let own_durable = self.log.durable_index();
         let mut to = self.commit;
         while let Some(slot) = l.inflight.get(&(to + 1)) {
             let config = self.configs.at(to + 1);
-            if count_in(config, &slot.acks) < config.quorum() {
+            let own = usize::from(to < own_durable && config.contains(self.id));
+            if count_in(config, &slot.acks) + own < config.quorum() {
                 break;
             }
             to += 1;
@@ -240,13 +245,35 @@ impl Paxos {
     }
 
     /// Sends the slots proposed since the last `ready()` as Accept batches to every member.
+    ///
+    /// The batches travel while this leader writes the same records itself (Raft's §10.2.1
+    /// applied to phase 2): an Accept claims nothing about the leader's own storage, and the
+    /// leader counts its own vote only once durable. Its promise of the ballot is another
+    /// matter: it counted itself among the promisers of phase 1, so until that promise is on
+    /// disk a crash could let it accept a lower ballot in a slot this ballot was chosen in. In
+    /// the `Ready` that persists the promise, the Accepts wait for the sync.
+    ///
+    /// When nothing new is proposed but the commit index moved, a heartbeat carries it at once,
+    /// so learners (and the callers waiting on them) need not wait for the heartbeat timer.
     pub(crate) fn flush_unsent(&mut self) {
         let RoleState::Leader(l) = &mut self.role else { return };
+        let eager = self.durable_promised == l.ballot;
+        let ballot = l.ballot;
         if l.unsent.is_empty() {
+            if self.commit > l.commit_sent {
+                l.commit_sent = self.commit;
+                let msg = Message::Heartbeat { ballot, tick: self.now, commit: self.commit };
+                for peer in self.configs.members_from(self.commit + 1) {
+                    if peer != self.id {
+                        self.out.eager_messages.push(Envelope { to: peer, msg: msg.clone() });
+                    }
+                }
+            }
             return;
         }
         let unsent = std::mem::take(&mut l.unsent);
-        let ballot = l.ballot;
+        l.commit_sent = self.commit;
+        let out = if eager { &mut self.out.eager_messages } else { &mut self.out.messages };
         for peer in self.configs.members_from(self.commit + 1) {
             if peer == self.id {
                 continue;
@@ -258,7 +285,7 @@ impl Paxos {
                     commit: self.commit,
                     entries: batch.to_vec(),
                 };
-                self.out.messages.push(Envelope { to: peer, msg });
+                out.push(Envelope { to: peer, msg });
             }
         }
     }

@@ -11,6 +11,11 @@
 //! would be forgotten on disk. The mirror does this by itself: it remembers the lowest slot
 //! changed since the last flush and [`SlotLog::take_dirty`] hands out everything from there to
 //! the end. That suffix is short: it only ever spans slots that were in some leader's window.
+//!
+//! It also knows which prefix is durable: what [`SlotLog::take_dirty`] handed out becomes
+//! durable at [`SlotLog::mark_durable`] (the driver's `advance()`), and rewriting a slot makes
+//! everything from it on non-durable again. A leader sends its Accepts before its own records
+//! are on disk and counts its own vote for a slot only once the slot is in this prefix.
 
 use conclave_core::Entry;
 use std::collections::VecDeque;
@@ -21,13 +26,19 @@ pub struct SlotLog {
     first: u64,
     entries: VecDeque<Entry>,
     dirty_from: Option<u64>,
+    /// Slots through here were handed out by `take_dirty` and not rewritten since.
+    handed: u64,
+    /// Slots through here are durable: handed out in a `Ready` that has been carried out.
+    durable: u64,
 }
 
 impl SlotLog {
     /// A log whose first slot is `first` (1, or the slot after a snapshot).
     pub fn new(first: u64, entries: Vec<Entry>) -> Self {
         debug_assert!(entries.iter().enumerate().all(|(i, e)| e.index == first + i as u64));
-        Self { first, entries: entries.into(), dirty_from: None }
+        // Whatever was recovered is on disk already.
+        let last = first + entries.len() as u64 - 1;
+        Self { first, entries: entries.into(), dirty_from: None, handed: last, durable: last }
     }
 
     /// The lowest slot held (compacted slots are below it).
@@ -65,7 +76,7 @@ impl SlotLog {
         } else {
             self.entries[pos] = entry;
         }
-        self.dirty_from = Some(self.dirty_from.map_or(slot, |d| d.min(slot)));
+        self.mark_dirty_from(slot);
         true
     }
 
@@ -94,6 +105,9 @@ impl SlotLog {
     /// Makes [`SlotLog::take_dirty`] hand out everything from `slot` on again.
     pub fn mark_dirty_from(&mut self, slot: u64) {
         self.dirty_from = Some(self.dirty_from.map_or(slot, |d| d.min(slot)));
+        // The record on disk for `slot` (if any) is about to be replaced.
+        self.handed = self.handed.min(slot - 1);
+        self.durable = self.durable.min(slot - 1);
     }
 
     /// Whether there are changes not yet handed out by [`SlotLog::take_dirty`].
@@ -103,10 +117,22 @@ impl SlotLog {
 
     /// The entries to persist: from the lowest slot changed since the last call to the end.
     pub fn take_dirty(&mut self) -> Vec<Entry> {
-        match self.dirty_from.take() {
+        let taken = match self.dirty_from.take() {
             Some(from) => self.range(from, self.last_index()),
             None => Vec::new(),
-        }
+        };
+        self.handed = self.last_index();
+        taken
+    }
+
+    /// Everything handed out by [`SlotLog::take_dirty`] so far is durable.
+    pub fn mark_durable(&mut self) {
+        self.durable = self.handed;
+    }
+
+    /// Slots up to here hold records that are durable in the store.
+    pub fn durable_index(&self) -> u64 {
+        self.durable.min(self.last_index())
     }
 }
 
@@ -145,6 +171,29 @@ mod tests {
         assert_eq!((log.first_index(), log.last_index()), (10, 9));
         assert!(log.put(cmd(10, 2, "y")));
         assert_eq!(log.take_dirty().len(), 1);
+    }
+
+    #[test]
+    fn durable_prefix_follows_hand_out_advance_and_rewrites() {
+        let mut log = SlotLog::new(1, vec![cmd(1, 1, "a")]);
+        assert_eq!(log.durable_index(), 1, "recovered records are durable");
+        log.put(cmd(2, 1, "b"));
+        log.put(cmd(3, 1, "c"));
+        log.mark_durable();
+        assert_eq!(log.durable_index(), 1, "not handed out yet");
+        assert_eq!(log.take_dirty().len(), 2);
+        assert_eq!(log.durable_index(), 1, "handed out, not yet carried out");
+        log.mark_durable();
+        assert_eq!(log.durable_index(), 3);
+        log.put(cmd(2, 7, "B"));
+        assert_eq!(log.durable_index(), 1, "a rewrite makes the suffix non-durable");
+        log.take_dirty();
+        log.put(cmd(4, 7, "d"));
+        log.mark_durable();
+        assert_eq!(log.durable_index(), 3, "slot 4 was written after the hand-out");
+        log.take_dirty();
+        log.mark_durable();
+        assert_eq!(log.durable_index(), 4);
     }
 
     #[test]

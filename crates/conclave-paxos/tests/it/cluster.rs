@@ -170,7 +170,8 @@ impl Cluster {
             if let Some(index) = ready.compact_to {
                 replica.store.entries.retain(|e| e.index > index);
             }
-            for env in ready.messages {
+            // The model store is durable at once, so eager messages simply go first.
+            for env in ready.eager_messages.into_iter().chain(ready.messages) {
                 self.queue.push_back((id, env.to, env.msg));
             }
             for entry in ready.committed {
@@ -180,6 +181,7 @@ impl Cluster {
             }
             replica.reads.extend(ready.reads);
             replica.rejected.extend(ready.rejected);
+            replica.node.advance();
         }
     }
 

@@ -273,8 +273,9 @@ fn proposals_are_forwarded_to_the_known_leader_or_refused() {
     node.propose(RequestId(10), Bytes::from_static(b"y"));
     node.propose(RequestId(11), Bytes::from_static(b"z"));
     let ready = node.ready();
-    assert!(ready.rejected.is_empty());
-    let (to, msg) = only_message(&ready);
+    assert!(ready.rejected.is_empty() && ready.messages.is_empty());
+    assert_eq!(ready.eager_messages.len(), 1, "a forward waits for no sync");
+    let (to, msg) = (ready.eager_messages[0].to, &ready.eager_messages[0].msg);
     assert_eq!(to, NodeId(2));
     let Message::Forward { commands, seq, .. } = msg else { panic!("expected a forward: {msg:?}") };
     assert_eq!(commands, &vec![Bytes::from_static(b"y"), Bytes::from_static(b"z")]);
@@ -333,4 +334,178 @@ fn status_counters_and_guarantees() {
     assert!(g.linearizable_writes && g.linearizable_reads && g.has_leader);
     assert_eq!(g.fault_tolerance, Some(1));
     assert_eq!(EntryKind::Noop, Entry::noop(1, 1).kind);
+}
+
+fn accepts_to(msgs: &[conclave_core::Envelope<Message>], to: u64) -> Vec<Vec<u64>> {
+    msgs.iter()
+        .filter(|m| m.to == NodeId(to))
+        .filter_map(|m| match &m.msg {
+            Message::Accept { entries, .. } => Some(entries.iter().map(|e| e.index).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+// Reference: Raft thesis §10.2.1 applied to phase 2 — the leader's Accepts may leave before its
+// own records are durable, but then its own vote counts only once they are (`advance`); and
+// never before its promise of the ballot is durable, since phase 1 counted it as a promiser.
+#[test]
+fn leader_sends_accepts_eagerly_once_its_promise_is_durable_and_votes_once_synced() {
+    let mut node = replica(3, PaxosConfig::default());
+    node.campaign();
+    let ballot = node.current_ballot();
+    let _ = node.ready();
+    node.advance();
+    node.step(NodeId(2), Message::Promise { ballot, commit: 0, accepted: vec![] });
+    assert!(node.is_leader());
+    node.propose(RequestId(1), Bytes::from_static(b"x"));
+    let ready = node.ready();
+    assert_eq!(promised_in(&ready), Some(ballot), "the promise is persisted in this Ready");
+    assert!(ready.must_sync());
+    assert!(accepts_to(&ready.eager_messages, 2).is_empty(), "not before the promise is durable");
+    assert_eq!(accepts_to(&ready.messages, 2), vec![vec![1]]);
+    node.advance();
+    assert_eq!(node.commit_index(), 0, "a lone vote chooses nothing in a 3-node cluster");
+
+    node.propose(RequestId(2), Bytes::from_static(b"y"));
+    let ready = node.ready();
+    assert_eq!(ready.entries, vec![cmd(2, ballot, "y")]);
+    assert_eq!(accepts_to(&ready.eager_messages, 2), vec![vec![2]], "sent while writing");
+    assert_eq!(accepts_to(&ready.eager_messages, 3), vec![vec![2]]);
+    assert!(accepts_to(&ready.messages, 2).is_empty());
+    // Node 2 accepted both slots before this leader's write of slot 2 is durable: slot 1
+    // (durable here) is chosen, slot 2 is not yet.
+    let accepted = Message::Accepted {
+        ballot,
+        tick: 0,
+        first: 1,
+        last: 2,
+        commit: 0,
+        log_last: 2,
+        need_from: None,
+    };
+    let ready = step(&mut node, 2, accepted);
+    assert_eq!(node.commit_index(), 1, "the leader's own vote for slot 2 is not durable yet");
+    assert_eq!(ready.committed.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1]);
+    node.advance();
+    assert_eq!(node.commit_index(), 2, "durable now: slot 2 is chosen");
+    // Nothing new to propose: a heartbeat tells the learners at once, without waiting for
+    // the heartbeat timer.
+    let ready = node.ready();
+    assert_eq!(ready.committed.iter().map(|e| e.index).collect::<Vec<_>>(), vec![2]);
+    let beats: Vec<_> = ready
+        .eager_messages
+        .iter()
+        .filter(|m| matches!(m.msg, Message::Heartbeat { commit: 2, .. }))
+        .map(|m| m.to)
+        .collect();
+    assert_eq!(beats, vec![NodeId(2), NodeId(3)]);
+}
+
+// A lone acceptor chooses its own proposals, but only once they are durable.
+#[test]
+fn a_lone_leader_chooses_once_its_write_is_durable() {
+    let mut node = replica(1, PaxosConfig::default());
+    node.campaign();
+    let _ = node.ready();
+    node.advance();
+    assert!(node.is_leader());
+    node.propose(RequestId(1), Bytes::from_static(b"x"));
+    let ready = node.ready();
+    assert_eq!(ready.entries.len(), 1);
+    assert!(ready.committed.is_empty(), "not chosen before the write is durable");
+    assert_eq!(node.commit_index(), 0);
+    node.advance();
+    assert_eq!(node.commit_index(), 1);
+    assert!(node.has_ready());
+    assert_eq!(node.ready().committed.len(), 1);
+}
+
+// A leader whose acceptors keep answering, however late, is not cut off: under load a reply
+// may echo a tick older than the minimum timeout. One that hears nothing steps down.
+#[test]
+fn a_leader_steps_down_when_unheard_not_when_answered_late() {
+    let mut node = replica(3, PaxosConfig::default());
+    node.campaign();
+    let ballot = node.current_ballot();
+    let _ = node.ready();
+    node.advance();
+    let _ = step(&mut node, 2, Message::Promise { ballot, commit: 0, accepted: vec![] });
+    node.advance();
+    assert!(node.is_leader());
+    // 40 ticks (the minimum timeout is 15), with node 2 answering every tick, but always
+    // echoing tick 0: the replies are late, not missing.
+    for _ in 0..40 {
+        node.tick();
+        let _ = step(
+            &mut node,
+            2,
+            Message::HeartbeatAck { ballot, tick: 0, commit: 0, log_last: 0, need_from: None },
+        );
+        node.advance();
+    }
+    assert!(node.is_leader(), "answered late is still answered");
+    assert!(!node.has_lease(), "but the lease counts from the echoed tick");
+    for _ in 0..15 {
+        node.tick();
+        let _ = node.ready();
+        node.advance();
+    }
+    assert!(!node.is_leader(), "unheard for a minimum timeout: steps down");
+    assert!(node.counters().contains(&("quorum_step_downs_total", 1)));
+}
+
+// A proposal forwarded to a leader that is then replaced may or may not be chosen: its caller
+// learns that at once (a timeout: outcome unknown) instead of waiting for the request timeout.
+// One seen chosen meanwhile is not refused.
+#[test]
+fn forwarded_proposals_are_answered_as_unknown_when_the_leader_changes() {
+    use conclave_core::proposal::Proposal;
+    let mut node = replica(3, PaxosConfig::default());
+    let _ = step(&mut node, 2, Message::Heartbeat { ballot: b(1, 2), tick: 1, commit: 0 });
+    let header = |request: u64| {
+        Proposal { origin: NodeId(1), request: RequestId(request), command: Bytes::from("x") }
+            .encode()
+    };
+    node.propose(RequestId(10), header(10));
+    node.propose(RequestId(11), header(11));
+    let ready = node.ready();
+    assert!(ready.rejected.is_empty() && ready.eager_messages.len() == 1);
+    // Slot 1 (request 10) is chosen and learned here.
+    let entries = vec![Entry::command(1, b(1, 2).to_u64(), header(10))];
+    let ready =
+        step(&mut node, 2, Message::Accept { ballot: b(1, 2), tick: 2, commit: 1, entries });
+    assert_eq!(ready.committed.len(), 1);
+    // Node 3 takes over: request 11's fate is unknown.
+    let ready = step(&mut node, 3, Message::Heartbeat { ballot: b(2, 3), tick: 1, commit: 1 });
+    assert_eq!(ready.rejected.len(), 1, "{:?}", ready.rejected);
+    assert_eq!(ready.rejected[0].request, RequestId(11));
+    assert!(matches!(ready.rejected[0].error, ConsensusError::Timeout(_)));
+}
+
+// A deposed leader answers the callers of its proposals in flight as "unknown", and those still
+// queued as "not leader" (never proposed).
+#[test]
+fn a_deposed_leader_answers_its_waiting_callers() {
+    let mut node = replica(3, PaxosConfig { max_inflight_slots: 1, ..PaxosConfig::default() });
+    node.campaign();
+    let ballot = node.current_ballot();
+    let _ = node.ready();
+    let _ = step(&mut node, 2, Message::Promise { ballot, commit: 0, accepted: vec![] });
+    node.propose(RequestId(1), Bytes::from_static(b"in flight"));
+    node.propose(RequestId(2), Bytes::from_static(b"queued"));
+    let _ = node.ready();
+    let ready = step(&mut node, 3, Message::Prepare { ballot: b(9, 3), start: 1 });
+    assert!(ready.rejected.is_empty(), "a leader is loyal to itself: {:?}", ready.rejected);
+    let ready = step(&mut node, 2, Message::Reject { ballot, promised: b(9, 3), leader: None });
+    assert!(!node.is_leader());
+    let mut rejected: Vec<_> = ready.rejected.iter().map(|r| (r.request, &r.error)).collect();
+    rejected.sort_by_key(|(r, _)| *r);
+    assert!(matches!(
+        rejected[..],
+        [
+            (RequestId(1), ConsensusError::Timeout(_)),
+            (RequestId(2), ConsensusError::NotLeader { .. })
+        ]
+    ));
 }
