@@ -278,18 +278,32 @@ impl Cluster {
         if failures.is_empty() { Ok(()) } else { bail!("{}", failures.join("; ")) }
     }
 
-    /// Waits until a write succeeds through some node, or `timeout` passes.
+    /// Waits until a write succeeds through some node and every running node answers a read,
+    /// or `timeout` passes.
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut written = false;
         loop {
             for node in &mut self.nodes {
-                if !node.is_running() {
+                if written || !node.is_running() {
                     continue;
                 }
-                if crate::client::put(&node.client.to_string(), "conclave-lab/ready", "1")
+                written = crate::client::put(&node.client.to_string(), "conclave-lab/ready", "1")
                     .await
-                    .is_ok()
-                {
+                    .is_ok();
+            }
+            // A write went through; now every running member must answer too (a gossip
+            // member accepts writes alone, before its peers listen).
+            if written {
+                let mut all = true;
+                for node in &mut self.nodes {
+                    if node.is_running() {
+                        let endpoint = node.client.to_string();
+                        all &=
+                            crate::client::get(&endpoint, "conclave-lab/ready", true).await.is_ok();
+                    }
+                }
+                if all {
                     return Ok(());
                 }
             }
