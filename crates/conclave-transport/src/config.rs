@@ -14,7 +14,11 @@ pub struct TransportConfig {
     /// The largest single payload accepted for sending.
     pub max_payload_bytes: usize,
     pub connect_timeout_ms: u64,
+    /// A link that cannot connect retries after this long, doubling up to the maximum.
     pub reconnect_backoff_ms_min: u64,
+    /// The longest wait between retries: how long a restarted peer may go unheard of at most.
+    /// Dialling a dead peer on its own network costs little; hearing a restarted one late
+    /// delays its rejoining (a Totem ring re-forms only once every member hears it).
     pub reconnect_backoff_ms_max: u64,
     /// Mutual TLS with node-id certificates; plaintext when `None`.
     pub tls: Option<PeerTls>,
@@ -29,7 +33,7 @@ impl Default for TransportConfig {
             max_payload_bytes: 32 * 1024 * 1024,
             connect_timeout_ms: 1_000,
             reconnect_backoff_ms_min: 50,
-            reconnect_backoff_ms_max: 2_000,
+            reconnect_backoff_ms_max: 500,
             tls: None,
         }
     }
