@@ -8,6 +8,8 @@
 //! "possibly applied"). Read markers in flight are refused whenever the ring changes: a read
 //! has no effect, so refusing is always safe.
 
+use crate::TotemMessage;
+use crate::message::Wake;
 use crate::totem::{Pending, Phase, Totem};
 use bytes::Bytes;
 use conclave_core::{Rejection, RequestId};
@@ -26,7 +28,7 @@ impl Totem {
             return;
         }
         self.pending.push_back(Pending::Propose(id, command));
-        self.release_held();
+        self.wake_token();
     }
 
     pub(crate) fn read_marker(&mut self, id: RequestId) {
@@ -35,6 +37,41 @@ impl Totem {
             return;
         }
         self.pending.push_back(Pending::Read(id));
+        self.wake_token();
+    }
+
+    /// A request was queued: have the token come now if it idles. A held token here is
+    /// processed at once; otherwise, if the ring looked idle at the token's last visit here,
+    /// the representative, which holds the token of an idle ring for `token_hold_ms`, is asked
+    /// once per visit to pass it on. On a busy ring the token is coming anyway.
+    fn wake_token(&mut self) {
+        self.release_held();
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        if matches!(self.phase, Phase::Operational)
+            && ring.open
+            && ring.id.rep != self.id
+            && ring.idle_seen
+            && !ring.wake_sent
+            && self.ticks.token_hold > 0
+        {
+            ring.wake_sent = true;
+            let wake = Wake { ring: ring.id };
+            self.out.send_eager(ring.id.rep, TotemMessage::Wake(wake));
+        }
+    }
+
+    /// A member has requests queued: pass on the token if it is held here, else do not hold
+    /// it before it has been passed on once (the request may have been queued after its owner
+    /// last counted its backlog on the token).
+    pub(crate) fn on_wake(&mut self, wake: Wake) {
+        let Some(ring) = self.ring.as_mut().filter(|r| r.id == wake.ring) else {
+            return;
+        };
+        if ring.held.is_none() {
+            ring.woken = true;
+        }
         self.release_held();
     }
 

@@ -33,7 +33,11 @@ pub struct DeliveredMessage {
 /// What a delivered message carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliveredWhat {
-    Entry { index: u64, term: u64 },
+    /// A batch of commands, named by its last entry (the one its delivery commits through).
+    Entry {
+        index: u64,
+        term: u64,
+    },
     Read,
 }
 

@@ -9,7 +9,9 @@
 //!   only its holder broadcasts, stamping messages with consecutive sequence numbers. The token
 //!   carries the ring id, a token sequence number that exposes duplicates, `seq`, `aru` with the
 //!   member that last lowered it, and retransmission requests. Flow control bounds the messages
-//!   per rotation (`window_size`) and per visit (`max_messages_per_visit`).
+//!   per rotation (`window_size`) and per visit (`max_messages_per_visit`); one message carries
+//!   a batch of the holder's queued proposals. An idle ring's token rests at the
+//!   representative until a request arrives anywhere (a `Wake` fetches it).
 //! - **Delivery**: agreed order (every earlier message has arrived) or safe order (every member
 //!   of the ring has it: the token's aru covered it on two successive visits).
 //! - **Membership** (§4): token loss → gather (join messages until consensus on the member set)
@@ -25,9 +27,13 @@
 //!
 //! Durability: the hard state (highest ring sequence seen, last installed ring, committed
 //! index) and every entry received in order are persisted (`Ready::hard_state`,
-//! `Ready::entries`) before this member sends anything, in particular the token whose aru
-//! acknowledges them. A restarted member rejoins by gathering and is caught up during recovery
-//! with the entries it lacks or a snapshot.
+//! `Ready::entries`) before anything that depends on them is sent. Regular messages depend on
+//! nothing on the sender's disk and leave eagerly (`Ready::eager_messages`); so does the token
+//! of an open ring, whose aru then counts only entries already synced here (see `token`), so
+//! that safe delivery still means "durable on every member". A hard state that moved only in
+//! its committed index is written lazily (a restarted member commits those entries again).
+//! A restarted member rejoins by gathering and is caught up during recovery with the entries it
+//! lacks or a snapshot.
 
 mod clients;
 mod config;
@@ -54,7 +60,7 @@ pub use error::TotemError;
 pub use hard_state::HardState;
 pub use message::{
     Body, CommitToken, Content, Join, LogSummary, Mcast, MemberInfo, MergeDetect, OldMessage,
-    Payload, RecoveryProgress, Sync, Token, TotemMessage,
+    Payload, RecoveryProgress, Sync, Token, TotemMessage, Wake,
 };
 pub use ring_id::RingId;
 pub use totem::{MembershipState, Totem};

@@ -260,6 +260,6 @@ impl Totem {
             r.last_token_seq = Some(0);
             r.since_token = 0;
         }
-        self.visit(token);
+        self.visit(token, false);
     }
 }

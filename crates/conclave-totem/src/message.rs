@@ -23,6 +23,9 @@ pub enum TotemMessage {
     /// The representative's catch-up for a member of a new primary component whose log is
     /// behind or diverges: a snapshot and/or the entries it lacks (sent during recovery).
     Sync(Sync),
+    /// A member has requests queued: the representative, if it holds the token on an idle
+    /// ring, passes it on at once instead of at the end of `token_hold_ms`.
+    Wake(Wake),
 }
 
 /// A regular message: stamped by the token holder with the ring's next sequence number.
@@ -53,9 +56,12 @@ pub struct Payload {
 /// The two kinds of application messages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
-    /// A command for the state machine, with its place in the global delivered sequence
-    /// (`entry.index`) and the ring sequence number it was stamped on (`entry.term`).
-    Entry(Entry),
+    /// Commands for the state machine, batched: the holder packs the proposals it has queued
+    /// into one message, so that one sequence number, one broadcast and one acknowledgement on
+    /// the token cover them all. Each entry carries its place in the global delivered sequence
+    /// (`entry.index`, consecutive within the batch) and the ring sequence number it was
+    /// stamped on (`entry.term`). Never empty.
+    Entries(Vec<Entry>),
     /// A linearizable read: once delivered in safe order, the origin may serve `request` at
     /// `index`, the last entry ordered before the marker.
     Read { request: RequestId, index: u64 },
@@ -175,6 +181,14 @@ pub struct MergeDetect {
     pub heard: BTreeSet<NodeId>,
 }
 
+/// "I have requests to broadcast": sent to the representative of `ring`, which may be holding
+/// the token of an idle ring. Purely a hint: it changes when the token moves, never what it
+/// carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wake {
+    pub ring: RingId,
+}
+
 /// Brings a member's log to the chosen log of a new primary component.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sync {
@@ -197,6 +211,7 @@ impl TotemMessage {
             Self::Commit(_) => "commit",
             Self::MergeDetect(_) => "merge_detect",
             Self::Sync(_) => "sync",
+            Self::Wake(_) => "wake",
         }
     }
 }

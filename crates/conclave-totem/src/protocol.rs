@@ -36,6 +36,7 @@ impl Protocol for Totem {
             TotemMessage::Commit(ct) => self.on_commit_token(ct),
             TotemMessage::MergeDetect(md) => self.on_merge_detect(from, md),
             TotemMessage::Sync(s) => self.on_sync(s),
+            TotemMessage::Wake(w) => self.on_wake(w),
         }
     }
 
@@ -63,21 +64,38 @@ impl Protocol for Totem {
 
     fn ready(&mut self) -> Ready<TotemMessage> {
         let hs = self.hard_state();
+        // The committed index may be lost in a crash: entries committed here are durable on
+        // every member of their primary component, and a restarted member commits them again
+        // from its log when its next primary component opens. The ring sequence number and the
+        // installed ring must be synced before anything that depends on them leaves.
+        let hard_state_lazy =
+            hs.ring_seq_max == self.persisted.ring_seq_max && hs.ring == self.persisted.ring;
         let hard_state = (hs != self.persisted).then(|| {
             self.persisted = hs;
             hs.encode()
         });
+        self.handed = self.ring.as_ref().map(|r| (r.id, r.log_seq));
         let out = std::mem::take(&mut self.out);
         Ready {
             snapshot: out.snapshot,
             hard_state,
+            hard_state_lazy,
             entries: out.entries,
             compact_to: out.compact_to,
+            eager_messages: out.eager,
             messages: out.messages,
             committed: out.committed,
             reads: out.reads,
             rejected: out.rejected,
-            ..Ready::default()
+        }
+    }
+
+    /// The last `Ready`'s entries are durable: the token may now acknowledge them.
+    fn advance(&mut self) {
+        if let (Some((id, seq)), Some(ring)) = (self.handed.take(), self.ring.as_mut())
+            && ring.id == id
+        {
+            ring.durable_seq = ring.durable_seq.max(seq);
         }
     }
 
@@ -104,6 +122,10 @@ impl Protocol for Totem {
             has_leader: false,
             fault_tolerance: Some(self.configured.voters.len().saturating_sub(1) / 2),
         }
+    }
+
+    fn message_kind(&self, msg: &TotemMessage) -> &'static str {
+        msg.kind()
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -18,10 +18,15 @@ pub(crate) struct Ring {
     pub buffer: RingBuffer,
     /// Messages up to here were considered for appending to the log.
     pub log_seq: u64,
+    /// Messages up to here were considered for the log in a `Ready` that has been carried out:
+    /// their entries are durable here. An eager token's aru counts no further (see `token`).
+    pub durable_seq: u64,
     /// Every message up to here is held by every member (safe delivery, Totem §3.2).
     pub safe: u64,
     /// The token's aru as this member last forwarded it; `None` before the first visit.
     pub last_forwarded_aru: Option<u64>,
+    /// The token's seq as this member last forwarded it (0 before the first visit).
+    pub last_forwarded_seq: u64,
     /// The token's aru as this member last received it.
     pub last_seen_aru: u64,
     /// The `token_seq` of the last token processed, to discard duplicates.
@@ -48,6 +53,18 @@ pub(crate) struct Ring {
     /// The old ring stops taking messages from the network once its state has been reported
     /// in a commit token (only recovery messages add to it then).
     pub frozen: bool,
+    /// This member asked the representative to release a held token since its last visit.
+    pub wake_sent: bool,
+    /// The token looked idle at this member's last visit (nothing stamped since its previous
+    /// visit, everything held everywhere, no backlog): a request queued now may find it resting
+    /// at the representative, which is then asked for it.
+    pub idle_seen: bool,
+    /// Consecutive visits of the token to the representative that found the ring quiet
+    /// (representative only; see `token`).
+    pub quiet_visits: u32,
+    /// The representative was asked for the token while it was not holding it: it must not
+    /// hold it before passing it on once.
+    pub woken: bool,
     /// Ticks since the last merge announcement (representative only).
     pub since_merge_detect: u64,
 }
@@ -60,8 +77,10 @@ impl Ring {
             primary,
             buffer: RingBuffer::default(),
             log_seq: 0,
+            durable_seq: 0,
             safe: 0,
             last_forwarded_aru: None,
+            last_forwarded_seq: 0,
             last_seen_aru: 0,
             last_token_seq: None,
             prev_sent: 0,
@@ -75,6 +94,10 @@ impl Ring {
             open: false,
             noop_index: 0,
             frozen: false,
+            wake_sent: false,
+            idle_seen: false,
+            quiet_visits: 0,
+            woken: false,
             since_merge_detect: 0,
         }
     }

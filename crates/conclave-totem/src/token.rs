@@ -6,6 +6,28 @@
 //! that lacks a message and raised again only by that member, so when the token comes back to
 //! a member with `aru ≥ s` on two successive visits, every member had every message up to `s`
 //! during the rotation in between: `s` may be delivered in safe order.
+//!
+//! "Had" means "held durably": a member counts in its aru only the messages whose entries its
+//! store has synced. That lets the token and the regular messages leave before this member's
+//! own writes are durable (`Ready::eager_messages`), so the ring does not stop at every member
+//! for an `fdatasync`:
+//!
+//! - a regular message promises nothing about the sender's disk: receivers store it on their
+//!   own, and it counts towards safe delivery only through their arus;
+//! - the token promises only its aru, and on an open operational ring this member's share of it
+//!   is capped at what its store has synced ([`Ring::durable_seq`], advanced by
+//!   `Protocol::advance`). Its own broadcasts of this visit, and messages received since its
+//!   last `Ready`, are acknowledged on a later visit instead. While a ring is being installed
+//!   the token still waits for the sync: recovery's bookkeeping on it assumes full arus.
+//!
+//! Proposals queued at a member are batched: one regular message carries up to
+//! [`MAX_BATCH_COMMANDS`] commands (about [`MAX_BATCH_BYTES`]), so that the window, which counts
+//! messages, does not throttle many clients, and one sequence number and one acknowledgement
+//! cover a whole batch.
+//!
+//! An idle ring does not spin its token: once every member has delivered everything, the
+//! representative keeps it for up to `token_hold_ms` (a heartbeat rotation follows each hold).
+//! A request at the representative takes it at once; one elsewhere sends a `Wake`.
 
 use crate::delivery::{Delivered, DeliveredMessage, DeliveredWhat};
 use crate::message::{Body, Content, Mcast, MergeDetect, Payload, Token};
@@ -13,6 +35,18 @@ use crate::ring::Ring;
 use crate::totem::{Pending, Phase, Totem};
 use crate::{Delivery, RingId, TotemMessage};
 use conclave_core::{Entry, NodeId, ReadState};
+
+/// Most commands one regular message carries.
+pub(crate) const MAX_BATCH_COMMANDS: usize = 128;
+/// A batch is closed once its commands reach this many bytes (a single larger command still
+/// travels alone).
+pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Quiet visits of the token to the representative before it may rest there. After the first,
+/// every member had passed on `aru == seq` once; after the second, every member had seen it
+/// twice in a row and so delivered everything (safe order included). The token rests on the
+/// third: a member whose answer waits on a delivery never waits for the hold.
+pub(crate) const QUIET_VISITS_BEFORE_REST: u32 = 3;
 
 impl Totem {
     pub(crate) fn on_token(&mut self, token: Token) {
@@ -27,42 +61,36 @@ impl Totem {
         ring.last_token_seq = Some(token.token_seq);
         ring.since_token = 0;
         ring.forwarded = None;
-        if self.idle(&token) {
-            let ring = self.ring.as_mut().expect("checked above");
-            ring.held = Some(token);
-            ring.held_for = 0;
-            return;
-        }
-        self.visit(token);
+        self.visit(token, true);
     }
 
-    /// Whether the representative may hold the token for a while: nothing to send, retransmit
-    /// or deliver anywhere on the ring.
-    fn idle(&self, t: &Token) -> bool {
-        let Some(ring) = &self.ring else {
-            return false;
-        };
+    /// Whether the token may rest at this member after this visit: it is the representative of
+    /// an open ring, nobody asked for the token, nothing is queued here, and the ring has been
+    /// quiet for [`QUIET_VISITS_BEFORE_REST`] visits, so every member has delivered everything.
+    fn may_rest(&self, ring: &Ring, t: &Token) -> bool {
         self.ticks.token_hold > 0
             && matches!(self.phase, Phase::Operational)
             && ring.open
             && ring.id.rep == self.id
+            && !ring.woken
+            && ring.quiet_visits >= QUIET_VISITS_BEFORE_REST
             && t.recovery.is_none()
             && t.rtr.is_empty()
-            && t.backlog == 0
-            && t.aru == t.seq
             && ring.buffer.delivered == t.seq
             && self.pending.is_empty()
     }
 
-    /// Processes a held token now (a proposal or read arrived, or the hold expired).
+    /// Processes a held token now (a proposal or read arrived, or the hold expired) and
+    /// passes it on: a released token does not rest again before a rotation.
     pub(crate) fn release_held(&mut self) {
         if let Some(token) = self.ring.as_mut().and_then(|r| r.held.take()) {
-            self.visit(token);
+            self.visit(token, false);
         }
     }
 
-    /// One visit of the token at this member.
-    pub(crate) fn visit(&mut self, mut t: Token) {
+    /// One visit of the token at this member; `may_rest`: the representative may keep it
+    /// afterwards if the ring is idle.
+    pub(crate) fn visit(&mut self, mut t: Token, may_rest: bool) {
         let mut ring = self.ring.take().expect("a token visit needs a ring");
         let me = self.id;
         self.counters.token_rotations += 1;
@@ -70,6 +98,23 @@ impl Totem {
             self.counters.token_rotation_ticks = self.now - at;
         }
         ring.last_visit_at = Some(self.now);
+        ring.wake_sent = false;
+        // Quiet: nothing stamped since this member last passed the token, every member holds
+        // everything, nobody has anything queued or missing.
+        let quiet = t.seq == ring.last_forwarded_seq
+            && t.aru == t.seq
+            && t.backlog == 0
+            && t.rtr.is_empty()
+            && t.recovery.is_none();
+        ring.idle_seen = quiet;
+        ring.quiet_visits = if quiet { ring.quiet_visits.saturating_add(1) } else { 0 };
+        // The token may leave before this visit's writes are durable only on an open ring in
+        // normal operation; its aru then counts only what is synced here (module docs).
+        let eager = matches!(self.phase, Phase::Operational) && ring.open && t.recovery.is_none();
+        if self.out.entries.is_empty() && self.out.snapshot.is_none() {
+            // Nothing received since the last `Ready` waits for the disk.
+            ring.durable_seq = ring.durable_seq.max(ring.log_seq);
+        }
         ring.last_token_seq = Some(ring.last_token_seq.unwrap_or(0).max(t.token_seq));
         ring.since_token = 0;
         ring.buffer.note_seen(t.seq);
@@ -114,13 +159,19 @@ impl Totem {
         let allowed = u64::from(budget.saturating_sub(sent)).min(share).min(room) as u32;
         sent += self.broadcast_new(&mut ring, &mut t, allowed);
 
-        // The aru rule (Totem §3.2).
-        let my_aru = ring.buffer.aru();
+        // The aru rule (Totem §3.2). A token that waits for this Ready's sync may count
+        // everything received; an eager one only what is already durable.
+        let my_aru =
+            if eager { ring.buffer.aru().min(ring.durable_seq) } else { ring.buffer.aru() };
         if my_aru < t.aru || t.aru_id == Some(me) || t.aru_id.is_none() {
             t.aru = my_aru;
             t.aru_id = if t.aru >= t.seq { None } else { Some(me) };
         }
-        for seq in ring.buffer.missing(t.seq, window as usize) {
+        // Ask only for messages stamped before this member last passed the token: those
+        // stamped since may still be on their way (the holder sends them to each member
+        // directly, while the token takes the ring), and asking now would only retransmit them.
+        let overdue = ring.last_forwarded_seq.min(t.seq);
+        for seq in ring.buffer.missing(overdue, window as usize) {
             if t.rtr.len() >= window as usize {
                 break;
             }
@@ -157,27 +208,84 @@ impl Totem {
 
         t.token_seq += 1;
         ring.last_forwarded_aru = Some(t.aru);
+        ring.last_forwarded_seq = t.seq;
         let next = ring.next_after(me);
-        if next == me {
-            // A ring of one: the token comes back at the next tick.
+        // The representative of an idle ring keeps the token for up to `token_hold_ms` instead
+        // of spinning it: a request here takes it at once, one elsewhere sends a `Wake`.
+        let rest = may_rest && sent == 0 && self.may_rest(&ring, &t);
+        if next == me || rest {
+            // Resting, or a ring of one: the token is processed again when released (by a
+            // request, a wake or the end of the hold; at the next tick in a ring of one).
             ring.held = Some(t);
             ring.held_for = 0;
         } else {
+            ring.woken = false;
             ring.forwarded = Some(t.clone());
             ring.since_forward = 0;
-            self.out.send(next, TotemMessage::Token(t));
+            if eager {
+                self.out.send_eager(next, TotemMessage::Token(t));
+            } else {
+                self.out.send(next, TotemMessage::Token(t));
+            }
         }
         self.ring = Some(ring);
     }
 
-    /// Messages this member has waiting to be broadcast on `ring`.
+    /// Messages this member has waiting to be broadcast on `ring` (proposals counted in
+    /// batches).
     fn backlog(&self, ring: &Ring) -> u32 {
         let n = match &self.phase {
             Phase::Recovery(rec) => rec.queue.len(),
-            Phase::Operational if ring.open => self.pending.len(),
+            Phase::Operational if ring.open => self.pending_messages(),
             _ => 0,
         };
         n.min(u32::MAX as usize) as u32
+    }
+
+    /// How many regular messages the pending requests make: each read marker is one, and runs
+    /// of proposals are batched.
+    fn pending_messages(&self) -> usize {
+        let (mut messages, mut run) = (0, 0);
+        for pending in &self.pending {
+            match pending {
+                Pending::Propose(..) => {
+                    if run == 0 {
+                        messages += 1;
+                    }
+                    run = (run + 1) % MAX_BATCH_COMMANDS;
+                }
+                Pending::Read(_) => {
+                    messages += 1;
+                    run = 0;
+                }
+            }
+        }
+        messages
+    }
+
+    /// Takes the next batch of queued proposals (at least one; the caller saw one at the
+    /// front), stamping them with consecutive global indexes.
+    fn take_batch(&mut self, t: &mut Token, term: u64) -> Vec<Entry> {
+        let mut entries = Vec::with_capacity(self.pending.len().min(MAX_BATCH_COMMANDS));
+        let mut bytes = 0;
+        while entries.len() < MAX_BATCH_COMMANDS {
+            let fits = match self.pending.front() {
+                Some(Pending::Propose(_, data)) => {
+                    entries.is_empty() || bytes + data.len() <= MAX_BATCH_BYTES
+                }
+                _ => false,
+            };
+            if !fits {
+                break;
+            }
+            let Some(Pending::Propose(_, data)) = self.pending.pop_front() else {
+                unreachable!("the front was just seen to be a proposal");
+            };
+            bytes += data.len();
+            t.index += 1;
+            entries.push(Entry::command(t.index, term, data));
+        }
+        entries
     }
 
     /// Broadcasts up to `allowed` new messages: old-ring messages in recovery, proposals and
@@ -190,13 +298,14 @@ impl Totem {
                     Some(old) => Content::Recovered(old),
                     None => break,
                 },
-                Phase::Operational if ring.open => match self.pending.pop_front() {
-                    Some(Pending::Propose(_, data)) => {
-                        t.index += 1;
-                        let entry = Entry::command(t.index, ring.id.seq, data);
-                        Content::Regular(Payload { origin: self.id, body: Body::Entry(entry) })
+                Phase::Operational if ring.open => match self.pending.front() {
+                    Some(Pending::Propose(..)) => {
+                        let entries = self.take_batch(t, ring.id.seq);
+                        Content::Regular(Payload { origin: self.id, body: Body::Entries(entries) })
                     }
                     Some(Pending::Read(request)) => {
+                        let request = *request;
+                        self.pending.pop_front();
                         self.reads_in_flight.insert(request);
                         let body = Body::Read { request, index: t.index };
                         Content::Regular(Payload { origin: self.id, body })
@@ -213,10 +322,11 @@ impl Totem {
         count
     }
 
-    /// Sends a regular message to every other member of the ring.
+    /// Sends a regular message to every other member of the ring. It promises nothing about
+    /// this member's disk, so it leaves before this Ready's sync (module docs).
     fn broadcast(&mut self, ring: &Ring, m: Mcast) {
         for to in ring.others(self.id) {
-            self.out.send(to, TotemMessage::Mcast(m.clone()));
+            self.out.send_eager(to, TotemMessage::Mcast(m.clone()));
         }
     }
 
@@ -264,18 +374,20 @@ impl Totem {
             let seq = ring.buffer.delivered + 1;
             if let Some(Content::Regular(payload)) = ring.buffer.get(seq) {
                 let needs_safe = match payload.body {
-                    Body::Entry(_) => commit_safe,
+                    Body::Entries(_) => commit_safe,
                     Body::Read { .. } => true,
                 };
                 if needs_safe && seq > ring.safe {
                     break;
                 }
-                let payload = payload.clone();
-                self.record_delivery(ring.id, seq, &payload);
-                match payload.body {
-                    Body::Entry(entry) if ring.primary => self.commit_to(entry.index),
-                    Body::Entry(_) => {}
-                    Body::Read { request, index } => {
+                self.record_delivery(ring.id, seq, payload);
+                match &payload.body {
+                    Body::Entries(entries) => {
+                        if let Some(last) = entries.last().filter(|_| ring.primary) {
+                            self.commit_to(last.index);
+                        }
+                    }
+                    &Body::Read { request, index } => {
                         if payload.origin == self.id && self.reads_in_flight.remove(&request) {
                             self.out.reads.push(ReadState { request, index });
                         }
@@ -290,8 +402,10 @@ impl Totem {
     /// Adds a delivered message to the delivery log, with the order this member claims.
     pub(crate) fn record_delivery(&mut self, ring: RingId, seq: u64, payload: &Payload) {
         let (order, what) = match &payload.body {
-            Body::Entry(e) => {
-                (self.config.delivery, DeliveredWhat::Entry { index: e.index, term: e.term })
+            Body::Entries(entries) => {
+                // A batch is recorded by its last entry: the one its delivery commits through.
+                let (index, term) = entries.last().map_or((0, 0), |e| (e.index, e.term));
+                (self.config.delivery, DeliveredWhat::Entry { index, term })
             }
             Body::Read { .. } => (Delivery::Safe, DeliveredWhat::Read),
         };

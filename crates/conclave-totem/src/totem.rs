@@ -64,6 +64,8 @@ pub(crate) struct Outbox {
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry>,
     pub compact_to: Option<u64>,
+    /// Messages that promise nothing about this Ready's writes (`Ready::eager_messages`).
+    pub eager: Vec<Envelope<TotemMessage>>,
     pub messages: Vec<Envelope<TotemMessage>>,
     pub committed: Vec<Entry>,
     pub reads: Vec<ReadState>,
@@ -84,10 +86,16 @@ impl Outbox {
         self.messages.push(Envelope { to, msg });
     }
 
+    /// Sends a message that may leave before this Ready's writes are durable.
+    pub fn send_eager(&mut self, to: NodeId, msg: TotemMessage) {
+        self.eager.push(Envelope { to, msg });
+    }
+
     pub fn is_empty(&self) -> bool {
         self.snapshot.is_none()
             && self.entries.is_empty()
             && self.compact_to.is_none()
+            && self.eager.is_empty()
             && self.messages.is_empty()
             && self.committed.is_empty()
             && self.reads.is_empty()
@@ -144,6 +152,9 @@ pub struct Totem {
     pub(crate) reads_in_flight: BTreeSet<RequestId>,
     pub(crate) deliveries: DeliveryLog,
     pub(crate) out: Outbox,
+    /// The ring, and how far on it messages had been considered for the log, when the last
+    /// `Ready` was handed out: once it is carried out, all of that is durable.
+    pub(crate) handed: Option<(RingId, u64)>,
     pub(crate) counters: Counters,
 }
 
@@ -202,6 +213,7 @@ impl Totem {
             reads_in_flight: BTreeSet::new(),
             deliveries: DeliveryLog::default(),
             out: Outbox::default(),
+            handed: None,
             counters: Counters::default(),
         };
         // The state machine was restored from the snapshot only: replay the rest.
@@ -365,15 +377,18 @@ impl Totem {
             let Some(Content::Regular(payload)) = ring.buffer.get(ring.log_seq) else {
                 continue;
             };
-            let Body::Entry(entry) = &payload.body else {
+            let Body::Entries(entries) = &payload.body else {
                 continue;
             };
-            if entry.index == self.log.last_index() + 1 {
-                self.log.append(entry.clone());
-                self.out.push_entry(entry.clone());
-            } else if entry.index > self.log.last_index() {
-                // A hole in the indexes: this log no longer follows the ring.
-                self.log_ring = None;
+            for entry in entries {
+                if entry.index == self.log.last_index() + 1 {
+                    self.log.append(entry.clone());
+                    self.out.push_entry(entry.clone());
+                } else if entry.index > self.log.last_index() {
+                    // A hole in the indexes: this log no longer follows the ring.
+                    self.log_ring = None;
+                    break;
+                }
             }
         }
     }

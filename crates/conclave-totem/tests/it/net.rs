@@ -8,13 +8,18 @@ use conclave_core::{
     DetRng, Entry, EntryKind, Membership, NodeId, Protocol, ReadState, Recovered, Rejection,
     RequestId, Snapshot, SnapshotMeta,
 };
-use conclave_totem::{Delivered, MembershipState, RingId, Totem, TotemConfig, TotemMessage};
+use conclave_totem::{
+    Delivered, HardState, MembershipState, RingId, Token, Totem, TotemConfig, TotemMessage,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a store holds: the durable part of a member.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     pub hard_state: Option<Bytes>,
+    /// A hard state written lazily (`Ready::hard_state_lazy`) and not yet carried by a sync:
+    /// a crash loses it.
+    pub unsynced_hard_state: Option<Bytes>,
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry>,
 }
@@ -26,7 +31,18 @@ impl MemStorage {
             self.snapshot = Some(s.clone());
         }
         if let Some(hs) = &ready.hard_state {
-            self.hard_state = Some(hs.clone());
+            if ready.hard_state_lazy {
+                self.unsynced_hard_state = Some(hs.clone());
+            } else {
+                self.hard_state = Some(hs.clone());
+                self.unsynced_hard_state = None;
+            }
+        }
+        if ready.must_sync()
+            && let Some(hs) = self.unsynced_hard_state.take()
+        {
+            // The sync carries the lazy write made before it.
+            self.hard_state = Some(hs);
         }
         if let Some(first) = ready.entries.first() {
             self.entries.retain(|e| e.index < first.index);
@@ -69,6 +85,17 @@ impl Applied {
     }
 }
 
+/// What one `Ready` asked for, for assertions on the order of effects.
+#[derive(Clone, Debug)]
+pub struct ReadyRecord {
+    /// Indexes of the entries it asked to persist.
+    pub entries: Vec<u64>,
+    /// Tokens it let leave before its sync.
+    pub eager_tokens: Vec<Token>,
+    pub hard_state: Option<HardState>,
+    pub hard_state_lazy: bool,
+}
+
 /// One member and what its driver observed.
 #[derive(Debug)]
 pub struct Node {
@@ -82,6 +109,8 @@ pub struct Node {
     pub deliveries: Vec<Delivered>,
     /// Messages this member sent, by kind, for assertions.
     pub sent: Vec<(NodeId, TotemMessage)>,
+    /// The Readies it carried out (while `record_sent` is set).
+    pub readies: Vec<ReadyRecord>,
 }
 
 impl Node {
@@ -148,6 +177,7 @@ impl Cluster {
                 rejected: Vec::new(),
                 deliveries: Vec::new(),
                 sent: Vec::new(),
+                readies: Vec::new(),
             };
             cluster.nodes.insert(NodeId(id), node);
             cluster.start(NodeId(id));
@@ -201,10 +231,26 @@ impl Cluster {
             if let Some(s) = &ready.snapshot {
                 node.applied = Applied::decode(&s.data);
             }
-            for env in &ready.messages {
+            // Eager messages leave first (before the sync, which is instant here).
+            for env in ready.eager_messages.iter().chain(&ready.messages) {
                 if self.record_sent {
                     node.sent.push((env.to, env.msg.clone()));
                 }
+            }
+            if self.record_sent {
+                node.readies.push(ReadyRecord {
+                    entries: ready.entries.iter().map(|e| e.index).collect(),
+                    eager_tokens: ready
+                        .eager_messages
+                        .iter()
+                        .filter_map(|env| match &env.msg {
+                            TotemMessage::Token(t) => Some(t.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    hard_state: ready.hard_state.as_ref().map(|b| HardState::decode(b).unwrap()),
+                    hard_state_lazy: ready.hard_state_lazy,
+                });
             }
             for entry in &ready.committed {
                 assert_eq!(
@@ -222,7 +268,8 @@ impl Cluster {
             }
             node.reads.extend(ready.reads.iter().copied());
             node.rejected.extend(ready.rejected.iter().cloned());
-            for env in ready.messages {
+            node.totem.as_mut().expect("node is up").advance();
+            for env in ready.eager_messages.into_iter().chain(ready.messages) {
                 self.sequence += 1;
                 let jitter = if self.latency_jitter_ms > 0 {
                     self.rng.below(self.latency_jitter_ms + 1)
@@ -327,8 +374,11 @@ impl Cluster {
         self.blocked.clear();
     }
 
+    /// Stops the member; what it wrote without a sync is lost.
     pub fn crash(&mut self, id: NodeId) {
-        self.nodes.get_mut(&id).unwrap().totem = None;
+        let node = self.nodes.get_mut(&id).unwrap();
+        node.totem = None;
+        node.store.unsynced_hard_state = None;
     }
 
     pub fn restart(&mut self, id: NodeId) {
