@@ -37,7 +37,21 @@ pub(crate) struct Driver<P: Protocol, L: LogStore, S: StateMachine> {
     pub last_leader: Option<conclave_core::NodeId>,
     /// The membership as of the applied index, for snapshot metadata.
     pub membership: conclave_core::Membership,
+    /// The snapshot being encoded and written on its own thread, if any.
+    pub snapshotting: Option<SnapshotInFlight>,
+    /// After a snapshot failed, none is tried again before this.
+    pub snapshot_retry_at: Option<Instant>,
 }
+
+/// A snapshot taken at `meta.index` on its way to disk (see `maybe_snapshot`).
+pub(crate) struct SnapshotInFlight {
+    /// The command bytes applied when it was taken: those applied later count towards the next.
+    bytes_applied_at: u64,
+    done: tokio::sync::oneshot::Receiver<Result<Snapshot, String>>,
+}
+
+/// How long after a failed snapshot (a full disk, say) the next is tried.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(10);
 
 impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
     /// Runs until shutdown is requested or storage fails.
@@ -47,6 +61,7 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop_reply = None;
         loop {
+            let mut failed = None;
             tokio::select! {
                 request = self.requests.recv() => match request {
                     Some(Request::Shutdown(reply)) => { stop_reply = Some(reply); }
@@ -54,6 +69,9 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
                     None => break,
                 },
                 Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
+                done = snapshot_done(&mut self.snapshotting) => {
+                    failed = self.install_snapshot(done).err();
+                }
                 _ = ticker.tick() => {
                     self.protocol.tick();
                     self.waiters.expire(Instant::now(), self.config.request_timeout_ms);
@@ -63,7 +81,11 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             if stop_reply.is_none() {
                 stop_reply = self.drain_queued();
             }
-            if let Err(error) = self.process_ready() {
+            let processed = match failed {
+                Some(error) => Err(error),
+                None => self.process_ready(),
+            };
+            if let Err(error) = processed {
                 tracing::error!(%error, "storage failed; stopping the node");
                 self.waiters.fail_all(ConsensusError::Fatal(format!("storage failed: {error}")));
                 self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -260,8 +282,13 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
     /// one **and** the entries applied since then are at least as large as that snapshot was.
     /// Encoding and writing a snapshot costs time in proportion to the whole state (every key
     /// and its held history), so with a large state a fixed interval would spend most of the
-    /// node thread on snapshots; this way their cost stays a constant share of the bytes
+    /// node's time on snapshots; this way their cost stays a constant share of the bytes
     /// applied, and the log between snapshots stays no larger than the state itself.
+    ///
+    /// Only the copy of the state ([`StateMachine::snapshot_job`]) happens on the node thread:
+    /// encoding and writing the file (with its fdatasync) run on a thread of their own while
+    /// the node goes on, and the snapshot is installed — its marker written to the log, the
+    /// protocol told — when they are done (`install_snapshot`).
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
         let due = snapshot_due(
             self.config.snapshot_interval_entries,
@@ -269,24 +296,83 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             self.applied_bytes_since_snapshot,
             self.last_snapshot_bytes,
         );
-        if !due {
+        if !due
+            || self.snapshotting.is_some()
+            || self.snapshot_retry_at.is_some_and(|at| Instant::now() < at)
+        {
             return Ok(());
         }
-        let data = self.state_machine.read().expect("state machine lock poisoned").snapshot();
+        let job = self.state_machine.read().expect("state machine lock poisoned").snapshot_job();
         // The membership in effect at the applied index: the last membership entry applied.
-        let snapshot = Snapshot {
-            meta: SnapshotMeta {
-                index: self.applied,
-                term: self.last_term_applied,
-                membership: self.membership.clone(),
-            },
-            data,
+        let meta = SnapshotMeta {
+            index: self.applied,
+            term: self.last_term_applied,
+            membership: self.membership.clone(),
         };
-        self.store.write(&WriteBatch { snapshot: Some(&snapshot), ..Default::default() })?;
-        self.store.sync()?;
-        self.last_snapshot_index = self.applied;
+        let writer = self.store.snapshot_writer();
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("conclave-snapshot-{}", self.config.id))
+            .spawn(move || {
+                let snapshot = Snapshot { meta, data: job() };
+                let written = match &writer {
+                    Some(writer) => writer.write(&snapshot),
+                    None => Ok(()),
+                };
+                let _ = tx.send(written.map(|()| snapshot).map_err(|e| e.to_string()));
+            });
+        match spawned {
+            Ok(_) => {
+                self.snapshotting = Some(SnapshotInFlight {
+                    bytes_applied_at: self.applied_bytes_since_snapshot,
+                    done,
+                });
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot start a snapshot thread");
+                self.snapshot_retry_at = Some(Instant::now() + SNAPSHOT_RETRY);
+            }
+        }
+        Ok(())
+    }
+
+    /// A snapshot's file is written (or its encoding failed): records it in the log and hands
+    /// it to the protocol, which may then compact its log up to it.
+    fn install_snapshot(
+        &mut self,
+        done: (u64, Result<Snapshot, String>),
+    ) -> Result<(), StorageError> {
+        let (bytes_applied_at, result) = done;
+        let refused = |driver: &mut Self, error: &dyn std::fmt::Display| {
+            // The log still holds everything; only compaction waits.
+            tracing::error!(%error, "snapshot failed; retrying in {SNAPSHOT_RETRY:?}");
+            driver.snapshot_retry_at = Some(Instant::now() + SNAPSHOT_RETRY);
+        };
+        let snapshot = match result {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                refused(self, &error);
+                return Ok(());
+            }
+        };
+        if snapshot.meta.index <= self.last_snapshot_index {
+            // A newer snapshot arrived from a peer meanwhile.
+            return Ok(());
+        }
+        match self.store.write(&WriteBatch { snapshot: Some(&snapshot), ..Default::default() }) {
+            Ok(()) => self.store.sync()?,
+            // Refused before anything was written: the store is unchanged and usable.
+            Err(error @ (StorageError::InvalidBatch(_) | StorageError::RecordTooLarge { .. })) => {
+                refused(self, &error);
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        }
+        self.last_snapshot_index = snapshot.meta.index;
         self.last_snapshot_bytes = snapshot.data.len() as u64;
-        self.applied_bytes_since_snapshot = 0;
+        self.applied_bytes_since_snapshot =
+            self.applied_bytes_since_snapshot.saturating_sub(bytes_applied_at);
+        self.snapshot_retry_at = None;
         self.protocol.snapshot_taken(snapshot);
         Ok(())
     }
@@ -320,6 +406,22 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
 
 /// Whether a snapshot is due: `interval` entries (0: never) and as many bytes as the last
 /// snapshot held were applied since it. See `Driver::maybe_snapshot`.
+/// The outcome of the snapshot in flight, with the bytes applied when it was taken; never
+/// resolves while none is.
+async fn snapshot_done(
+    in_flight: &mut Option<SnapshotInFlight>,
+) -> (u64, Result<Snapshot, String>) {
+    let Some(flight) = in_flight.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = (&mut flight.done)
+        .await
+        .unwrap_or_else(|_| Err("the snapshot thread ended without an answer".into()));
+    let bytes_applied_at = flight.bytes_applied_at;
+    *in_flight = None;
+    (bytes_applied_at, result)
+}
+
 fn snapshot_due(interval: u64, entries_since: u64, bytes_since: u64, last_bytes: u64) -> bool {
     interval != 0 && entries_since >= interval && bytes_since >= last_bytes
 }

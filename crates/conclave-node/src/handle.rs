@@ -93,6 +93,8 @@ where
         last_term_applied: 0,
         last_leader: None,
         membership,
+        snapshotting: None,
+        snapshot_retry_at: None,
     };
     let thread = std::thread::Builder::new()
         .name(format!("conclave-node-{}", config.id))

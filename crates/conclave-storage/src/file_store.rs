@@ -41,10 +41,12 @@ use crate::replay::Replay;
 use crate::snapshot_file::{self, EncodedSnapshot};
 use crate::{FileStoreOptions, LogStore, StorageError, WriteBatch, fsutil, segment};
 use bytes::Bytes;
-use conclave_core::Recovered;
+use conclave_core::{Recovered, Snapshot};
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// An upper bound on the postcard overhead of one entry around its data: varints for index,
 /// term and data length, and the kind.
@@ -79,6 +81,63 @@ pub struct FileStore {
     failed: Option<String>,
     /// Reused for encoding records, so a write does not allocate.
     buf: Vec<u8>,
+    /// Snapshot files a [`SnapshotWriter`] is writing or has written, not yet named by a marker.
+    prewritten: Arc<Mutex<Prewritten>>,
+}
+
+/// What the [`SnapshotWriter`]s of a store are doing, shared with it.
+#[derive(Debug, Default)]
+struct Prewritten {
+    /// Files being written or written and not yet installed: cleanup spares them (and their
+    /// temporary files), though no marker names them yet.
+    spared: BTreeSet<SnapshotMarker>,
+    /// Files written and synced, ready to be installed by a marker alone.
+    ready: BTreeSet<SnapshotMarker>,
+}
+
+/// Writes a snapshot's file — encoded, synced, renamed into place, the directory synced — on
+/// whatever thread calls it, so that a large snapshot does not stall the thread that owns the
+/// [`FileStore`]. The snapshot becomes current only when a later [`LogStore::write`] carries it;
+/// that write then only appends the marker. A file written but never installed (a crash in
+/// between) is named by no marker and ignored, as any surplus snapshot file.
+#[derive(Clone, Debug)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    max_bytes: u64,
+    no_fsync: bool,
+    prewritten: Arc<Mutex<Prewritten>>,
+}
+
+impl SnapshotWriter {
+    /// Writes `snapshot`'s file durably. A file already present under its name (the same index
+    /// and term) is left alone: the installing write then checks and writes it as usual.
+    pub fn write(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let encoded = snapshot_file::encode(snapshot, self.max_bytes)?;
+        let marker = encoded.marker;
+        let path = self.dir.join(snapshot_file::file_name(marker));
+        {
+            let mut shared = self.prewritten.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.spared.contains(&marker)
+                || path.try_exists().map_err(|e| StorageError::io("stat", &path, e))?
+            {
+                return Ok(());
+            }
+            // Spared before the temporary file exists, so cleanup never removes it.
+            shared.spared.insert(marker);
+        }
+        let written = snapshot_file::write(&self.dir, &encoded, self.no_fsync);
+        let mut shared = self.prewritten.lock().unwrap_or_else(|p| p.into_inner());
+        match written {
+            Ok(()) => {
+                shared.ready.insert(marker);
+                Ok(())
+            }
+            Err(error) => {
+                shared.spared.remove(&marker);
+                Err(error)
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -164,6 +223,7 @@ impl FileStore {
             cleanup_due: true,
             failed: None,
             buf: Vec::new(),
+            prewritten: Arc::default(),
             options,
         };
         if fresh {
@@ -270,7 +330,7 @@ impl FileStore {
             self.roll()?;
         }
         // The snapshot file is durable before the marker that names it is even written.
-        if let Some(encoded) = &snapshot {
+        if let Some(encoded) = snapshot.as_ref().filter(|e| !e.is_prewritten()) {
             let named = Some(encoded.marker);
             let in_use = named == self.snapshot || named == self.durable_snapshot;
             if !(in_use && snapshot_file::is_written(&self.snap_dir, encoded)?) {
@@ -368,7 +428,8 @@ impl FileStore {
             fsutil::sync_dir(&self.wal_dir, no_fsync)?;
         }
         let keep = self.options.snapshots_to_keep;
-        if snapshot_file::prune(&self.snap_dir, self.durable_snapshot, keep)? {
+        let spared = self.prewritten.lock().unwrap_or_else(|p| p.into_inner()).spared.clone();
+        if snapshot_file::prune(&self.snap_dir, self.durable_snapshot, keep, &spared)? {
             fsutil::sync_dir(&self.snap_dir, no_fsync)?;
         }
         Ok(())
@@ -380,7 +441,17 @@ impl LogStore for FileStore {
         self.check_usable()?;
         let plan = self.bounds.plan(batch)?;
         let snapshot = match plan.snapshot {
-            Some(s) => Some(snapshot_file::encode(s, self.options.max_snapshot_bytes)?),
+            Some(s) => {
+                let marker = SnapshotMarker { index: s.meta.index, term: s.meta.term };
+                let mut prewritten = self.prewritten.lock().unwrap_or_else(|p| p.into_inner());
+                if prewritten.ready.remove(&marker) {
+                    prewritten.spared.remove(&marker);
+                    // Its file is durable already (SnapshotWriter): only the marker is left.
+                    Some(EncodedSnapshot::written(marker))
+                } else {
+                    Some(snapshot_file::encode(s, self.options.max_snapshot_bytes)?)
+                }
+            }
             None => None,
         };
         let mut records = std::mem::take(&mut self.buf);
@@ -398,6 +469,15 @@ impl LogStore for FileStore {
     fn sync(&mut self) -> Result<(), StorageError> {
         self.check_usable()?;
         self.sync_inner().map_err(|e| self.fail(e))
+    }
+
+    fn snapshot_writer(&self) -> Option<SnapshotWriter> {
+        Some(SnapshotWriter {
+            dir: self.snap_dir.clone(),
+            max_bytes: self.options.max_snapshot_bytes,
+            no_fsync: self.options.unsafe_no_fsync,
+            prewritten: Arc::clone(&self.prewritten),
+        })
     }
 
     fn last_index(&self) -> u64 {

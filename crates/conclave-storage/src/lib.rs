@@ -24,7 +24,7 @@ mod segment;
 mod snapshot_file;
 
 pub use error::StorageError;
-pub use file_store::FileStore;
+pub use file_store::{FileStore, SnapshotWriter};
 pub use mem_store::MemStore;
 pub use options::FileStoreOptions;
 pub use store::{LogStore, WriteBatch};

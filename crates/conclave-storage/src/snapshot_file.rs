@@ -10,6 +10,7 @@ use crate::StorageError;
 use crate::fsutil;
 use crate::record::SnapshotMarker;
 use conclave_core::Snapshot;
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,7 +37,19 @@ fn parse_name(name: &str) -> Option<SnapshotMarker> {
 #[derive(Debug)]
 pub(crate) struct EncodedSnapshot {
     pub marker: SnapshotMarker,
+    /// Empty for a snapshot whose file a `SnapshotWriter` already wrote.
     bytes: Vec<u8>,
+}
+
+impl EncodedSnapshot {
+    /// A snapshot whose file is already written and synced.
+    pub(crate) fn written(marker: SnapshotMarker) -> Self {
+        Self { marker, bytes: Vec::new() }
+    }
+
+    pub(crate) fn is_prewritten(&self) -> bool {
+        self.bytes.is_empty()
+    }
 }
 
 pub(crate) fn encode(snapshot: &Snapshot, max_bytes: u64) -> Result<EncodedSnapshot, StorageError> {
@@ -188,11 +201,21 @@ pub(crate) fn prune(
     dir: &Path,
     current: Option<SnapshotMarker>,
     keep: usize,
+    spared: &BTreeSet<SnapshotMarker>,
 ) -> Result<bool, StorageError> {
     let (snapshots, temps) = list(dir)?;
-    let mut doomed = temps;
+    // A file being written, or written and awaiting its marker, is not surplus.
+    let is_spared = |path: &Path| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        parse_name(name.strip_suffix(TEMP_SUFFIX).unwrap_or(name))
+            .is_some_and(|marker| spared.contains(&marker))
+    };
+    let mut doomed: Vec<PathBuf> = temps.into_iter().filter(|p| !is_spared(p)).collect();
     let mut kept = 0;
     for (marker, path) in snapshots.into_iter().rev() {
+        if spared.contains(&marker) {
+            continue;
+        }
         let is_newer = current.is_none_or(|c| marker > c);
         if is_newer || kept >= keep {
             doomed.push(path);

@@ -124,6 +124,13 @@ pub trait LogStore: Send + 'static {
     /// Index of the last entry stored (staged or synced), or the snapshot index if the log is
     /// empty.
     fn last_index(&self) -> u64;
+
+    /// Something that writes snapshot files on another thread, ahead of the [`LogStore::write`]
+    /// that installs them; `None` if this store keeps snapshots some other way (then `write`
+    /// stores the snapshot itself, as always).
+    fn snapshot_writer(&self) -> Option<crate::SnapshotWriter> {
+        None
+    }
 }
 
 impl<S: LogStore + ?Sized> LogStore for Box<S> {
@@ -137,5 +144,9 @@ impl<S: LogStore + ?Sized> LogStore for Box<S> {
 
     fn last_index(&self) -> u64 {
         (**self).last_index()
+    }
+
+    fn snapshot_writer(&self) -> Option<crate::SnapshotWriter> {
+        (**self).snapshot_writer()
     }
 }

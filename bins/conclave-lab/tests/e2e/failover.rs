@@ -1,7 +1,7 @@
 //! SIGKILL the leader: writes resume on the survivors, the killed node restarts from its data
 //! directory and catches up, and no acknowledged write is lost.
 
-use crate::support::{leader, runtime, serial, start};
+use crate::support::{http_get, leader, runtime, serial, start};
 use conclave_etcd::pb::etcdserverpb::{PutRequest, RangeRequest};
 use conclave_lab::client::connect_with_timeout;
 use std::collections::BTreeSet;
@@ -53,6 +53,25 @@ async fn keys(
     Ok(response.kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
 }
 
+/// Whether `endpoint` comes to serve (serializably) every key of `expected` within `patience`.
+async fn serves_all(
+    endpoint: &str,
+    prefix: &str,
+    expected: &BTreeSet<String>,
+    patience: Duration,
+) -> bool {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if let Ok(keys) = keys(endpoint, prefix, true).await
+            && expected.is_subset(&keys)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// The leader-kill scenario for `protocol`. Leaderless protocols lose node 1 instead.
 pub fn leader_kill(protocol: &str, resume_within: Duration) {
     let rt = runtime();
@@ -96,18 +115,8 @@ pub fn leader_kill(protocol: &str, resume_within: Duration) {
     // The killed node comes back from its data directory and catches up.
     cluster.restart(victim).unwrap();
     let restarted = cluster.node(victim).unwrap().client.to_string();
-    let caught_up = rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(keys) = keys(&restarted, "ack/", true).await
-                && acknowledged.is_subset(&keys)
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    });
+    let caught_up =
+        rt.block_on(serves_all(&restarted, "ack/", &acknowledged, Duration::from_secs(20)));
     assert!(
         caught_up,
         "node {victim} did not catch up after restart:\n{}",
@@ -142,4 +151,61 @@ fn paxos_leader_kill() {
 fn totem_member_kill() {
     let _serial = serial();
     leader_kill("totem", Duration::from_secs(5));
+}
+
+/// A follower down while the others snapshot (on their snapshot threads) and compact past what
+/// it has comes back through the leader's snapshot: small intervals make every node snapshot
+/// many times during the test.
+#[test]
+fn raft_follower_behind_the_compacted_log_catches_up_from_a_snapshot() {
+    let _serial = serial();
+    let rt = runtime();
+    let config = "[server]\nsnapshot_interval_entries = 100\n[raft]\nsnapshot_keep_entries = 10\n";
+    let mut cluster = start(&rt, "raft", 3, config);
+    let leader_id = leader(&mut cluster).expect("a raft leader");
+    let follower = cluster.nodes.iter().map(|n| n.id).find(|&id| id != leader_id).unwrap();
+    let all = cluster.endpoints();
+    let mut acknowledged = BTreeSet::new();
+    let put_many = |acknowledged: &mut BTreeSet<String>, endpoints: &[String], from, to| {
+        rt.block_on(async {
+            for i in from..to {
+                let key = format!("snap/{i:05}");
+                assert!(
+                    put_any(endpoints, &key, Instant::now() + Duration::from_secs(5)).await,
+                    "{key} was not acknowledged"
+                );
+                acknowledged.insert(key);
+            }
+        })
+    };
+    put_many(&mut acknowledged, &all, 0, 50);
+
+    cluster.kill(follower).unwrap();
+    let survivors: Vec<String> =
+        cluster.nodes.iter().filter(|n| n.id != follower).map(|n| n.client.to_string()).collect();
+    put_many(&mut acknowledged, &survivors, 50, 1500);
+    let snapshots = |id: u64| {
+        let dir = cluster.data_root().join(format!("node-{id}")).join("snap");
+        std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0)
+    };
+    assert!(snapshots(leader_id) > 0, "the leader wrote snapshot files");
+
+    cluster.restart(follower).unwrap();
+    let restarted = cluster.node(follower).unwrap().client.to_string();
+    let caught_up =
+        rt.block_on(serves_all(&restarted, "snap/", &acknowledged, Duration::from_secs(30)));
+    assert!(caught_up, "node {follower} did not catch up:\n{}", cluster.log_tail(follower, 20));
+    let (_, body) = http_get(cluster.node(follower).unwrap().metrics, "/metrics");
+    let installed: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("conclave_raft_snapshots_installed_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(installed >= 1.0, "the follower caught up through a snapshot, not the log");
+    println!("node {follower} caught up; snapshots installed: {installed}");
+    for endpoint in cluster.endpoints() {
+        let present = rt.block_on(keys(&endpoint, "snap/", false)).expect("read after catch-up");
+        assert!(acknowledged.is_subset(&present), "{endpoint} lost acknowledged writes");
+    }
+    cluster.stop_all(Duration::from_secs(10)).expect("clean stop");
 }

@@ -93,6 +93,63 @@ fn snapshot_files_keep_the_newest_two() {
     assert!(recovered.entries.is_empty());
 }
 
+// A snapshot file written ahead on another thread survives the cleanups that run before its
+// marker is written (it is newer than the current snapshot, which cleanup otherwise treats as an
+// orphan), and then installs with the marker alone.
+#[test]
+fn a_snapshot_written_ahead_survives_cleanup_and_installs_by_its_marker() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    append_synced(&mut store, 1..=30);
+    let first = snapshot(10, 1);
+    store.write(&WriteBatch { snapshot: Some(&first), ..Default::default() }).unwrap();
+    store.sync().unwrap();
+
+    let ahead = snapshot(20, 1);
+    let writer = store.snapshot_writer().expect("a file store writes snapshots ahead");
+    let handle = {
+        let ahead = ahead.clone();
+        std::thread::spawn(move || writer.write(&ahead))
+    };
+    handle.join().unwrap().unwrap();
+    // A cleanup in between (compaction under the current snapshot) spares the new file.
+    store.write(&WriteBatch { compact_to: Some(10), ..Default::default() }).unwrap();
+    store.sync().unwrap();
+    assert_eq!(files_in(&dir.join("snap"), ".snap").len(), 2);
+
+    let before = std::fs::metadata(dir.join("snap/0000000000000020-0000000000000001.snap"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    store.write(&WriteBatch { snapshot: Some(&ahead), ..Default::default() }).unwrap();
+    store.sync().unwrap();
+    let after = std::fs::metadata(dir.join("snap/0000000000000020-0000000000000001.snap"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after, "installing only writes the marker");
+    drop(store);
+    let (_, recovered) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    assert_eq!(recovered.snapshot, Some(ahead));
+    assert_eq!(recovered.entries, entries(21..=30, 1));
+}
+
+// A file written ahead whose marker never came (a crash in between) is an orphan like any other.
+#[test]
+fn a_snapshot_written_ahead_but_never_installed_is_ignored() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    append_synced(&mut store, 1..=10);
+    store.snapshot_writer().unwrap().write(&snapshot(8, 1)).unwrap();
+    drop(store);
+    let (_, recovered) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+    assert_eq!(recovered.snapshot, None);
+    assert_eq!(recovered.entries, entries(1..=10, 1));
+    assert!(files_in(&dir.join("snap"), ".snap").is_empty(), "the orphan snapshot is removed");
+}
+
 #[test]
 fn unreferenced_snapshot_is_ignored_and_removed_on_open() {
     let root = tempfile::tempdir().unwrap();
