@@ -1,6 +1,8 @@
 //! Dialing a peer: TCP (and TLS), the hello, and the listener's answer.
 
-use crate::frame::{FrameReader, Hello, Kind, WireError, put_frame};
+use crate::frame::{
+    FrameReader, Hello, Kind, WireError, fragment_bytes, put_frame, put_frame_parts,
+};
 use crate::tls::server_name;
 use crate::{PeerTls, TransportConfig};
 use bytes::BytesMut;
@@ -119,13 +121,21 @@ async fn open(
     }
     Ok(Connection {
         reader,
-        writer: Writer { inner: writer, out: BytesMut::with_capacity(64 * 1024) },
+        writer: Writer {
+            inner: writer,
+            out: BytesMut::with_capacity(64 * 1024),
+            fragment_bytes: fragment_bytes(limit),
+        },
     })
 }
 
 impl Connection {
-    /// Sends one payload now (tests and tools; the transport batches).
+    /// Sends one payload now, in fragments if it is large (tests and tools; the transport
+    /// batches).
     pub async fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        if self.writer.needs_fragments(payload) {
+            return self.writer.write_fragmented(payload).await;
+        }
         self.writer.push(payload);
         self.writer.flush().await
     }
@@ -149,12 +159,38 @@ impl Connection {
 pub(crate) struct Writer {
     inner: WriteHalf<Box<dyn Stream>>,
     out: BytesMut,
+    /// The most payload bytes in one frame: larger payloads go in fragments.
+    fragment_bytes: usize,
 }
 
 impl Writer {
-    /// Queues one protocol payload; `flush` sends what was queued, in one write.
+    /// Whether `payload` is too large for one frame and must go through `write_fragmented`.
+    pub fn needs_fragments(&self, payload: &[u8]) -> bool {
+        payload.len() > self.fragment_bytes
+    }
+
+    /// Queues one protocol payload that fits in one frame (see `needs_fragments`); `flush`
+    /// sends what was queued, in one write.
     pub fn push(&mut self, payload: &[u8]) {
+        debug_assert!(!self.needs_fragments(payload), "a large payload goes in fragments");
         put_frame(&mut self.out, Kind::Message, payload);
+    }
+
+    /// Sends what was queued, then `payload` as a first fragment announcing its length and as
+    /// many fragments as it takes, one write each: neither side ever buffers more than a
+    /// fragment of it on top of the payload itself. Nothing else is written to the connection
+    /// meanwhile, which is what lets the receiver keep one partial payload per connection.
+    pub async fn write_fragmented(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        debug_assert!(self.needs_fragments(payload), "a small payload goes as one message");
+        let (first, rest) = payload.split_at(self.fragment_bytes.min(payload.len()));
+        let total = (payload.len() as u64).to_be_bytes();
+        put_frame_parts(&mut self.out, Kind::FirstFragment, &total, first);
+        self.flush().await?;
+        for fragment in rest.chunks(self.fragment_bytes) {
+            put_frame(&mut self.out, Kind::Fragment, fragment);
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     pub fn push_ping(&mut self, token: u64) {

@@ -3,13 +3,28 @@
 //! ```text
 //! hello (dialer → listener, once):  "CONCLAVE" | version u32 | from u64 | to u64   (28 bytes)
 //! frame (both ways):                length u32 | kind u8 | body                    (length = 1 + body)
+//!
+//! Message        kind 1   body = one whole protocol payload (at most FRAGMENT_BYTES)
+//! Ping / Pong    kind 2/3 body = token u64
+//! Accept         kind 4   body empty
+//! Refuse         kind 5   body = reason, UTF-8
+//! FirstFragment  kind 6   body = total u64 | the payload's first bytes
+//! Fragment       kind 7   body = the payload's next bytes
 //! ```
 //!
 //! All integers are big-endian. The listener answers the hello with `Accept` or with `Refuse`
-//! (the body is the reason, UTF-8) and then closes. After `Accept` the dialer sends `Message`
-//! frames (the body is one protocol payload) and `Ping` frames (an 8-byte token), and the
-//! listener answers each `Ping` with a `Pong` carrying the same token. A frame longer than the
-//! reader's limit ends the connection: the length is checked before anything is allocated.
+//! (the body is the reason, UTF-8) and then closes; a hello of another version is refused with a
+//! reason naming both versions. After `Accept` the dialer sends `Message` frames and `Ping`
+//! frames, and the listener answers each `Ping` with a `Pong` carrying the same token. A frame
+//! longer than the reader's limit ends the connection: the length is checked before anything is
+//! allocated.
+//!
+//! A payload larger than [`FRAGMENT_BYTES`] (a snapshot: Raft's InstallSnapshot, Totem's Sync,
+//! a Multi-Paxos catch-up) travels as a `FirstFragment` announcing its total length, then
+//! `Fragment` frames, back to back on the link, until the total has arrived; only `Ping`s may
+//! come between them. Frames stay small, so a frame never needs a buffer of a snapshot's size
+//! and the receiver can refuse an announced total over its limit before reading any of it
+//! (see [`Assembler`](crate::assembly::Assembler)). Version 1 had no fragments.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use conclave_core::NodeId;
@@ -19,11 +34,27 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Opens every connection, so that a stray client (an HTTP probe, a client pointed at the peer
 /// port) is told apart from a peer at once.
 pub const MAGIC: &[u8; 8] = b"CONCLAVE";
-/// The wire format's version; a listener refuses any other.
-pub const VERSION: u32 = 1;
+/// The wire format's version; a listener refuses any other. Version 2 added fragments.
+pub const VERSION: u32 = 2;
 pub const HELLO_LEN: usize = 28;
 /// Length prefix and kind.
 pub const HEADER_LEN: usize = 5;
+/// The most payload bytes one frame carries: a larger payload is split into fragments of this
+/// size (fewer if the frame limit is smaller, see [`fragment_bytes`]). Small enough that the
+/// sender's and receiver's frame buffers stay small, large enough that the 9 bytes of framing
+/// per fragment cost nothing.
+pub const FRAGMENT_BYTES: usize = 1024 * 1024;
+/// The kind byte and the total length that a `FirstFragment` frame holds besides payload bytes.
+pub const FIRST_FRAGMENT_OVERHEAD: usize = 1 + 8;
+/// The smallest frame limit that leaves room for a fragment header and some payload.
+pub const MIN_FRAME_BYTES: usize = 64;
+
+/// The payload bytes per frame for a frame limit of `max_frame_bytes` (at least
+/// [`MIN_FRAME_BYTES`]): a payload up to this size goes as one `Message`, a larger one in
+/// fragments of this size.
+pub fn fragment_bytes(max_frame_bytes: usize) -> usize {
+    FRAGMENT_BYTES.min(max_frame_bytes.saturating_sub(FIRST_FRAGMENT_OVERHEAD)).max(1)
+}
 
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +64,8 @@ pub enum Kind {
     Pong = 3,
     Accept = 4,
     Refuse = 5,
+    FirstFragment = 6,
+    Fragment = 7,
 }
 
 impl Kind {
@@ -43,6 +76,8 @@ impl Kind {
             3 => Kind::Pong,
             4 => Kind::Accept,
             5 => Kind::Refuse,
+            6 => Kind::FirstFragment,
+            7 => Kind::Fragment,
             _ => return None,
         })
     }
@@ -81,10 +116,18 @@ impl Hello {
 
 /// Appends one frame to `out`.
 pub fn put_frame(out: &mut BytesMut, kind: Kind, body: &[u8]) {
-    out.reserve(HEADER_LEN + body.len());
-    // Bodies are bounded by the payload limit (at most 4 GiB by validation), so this fits.
-    out.put_u32((1 + body.len()) as u32);
+    put_frame_parts(out, kind, &[], body);
+}
+
+/// Appends one frame whose body is `head` then `body` (a first fragment's total, then its bytes).
+pub fn put_frame_parts(out: &mut BytesMut, kind: Kind, head: &[u8], body: &[u8]) {
+    let length = 1 + head.len() + body.len();
+    // Payloads go in frames of at most FRAGMENT_BYTES, and no control frame comes near 4 GiB.
+    let length = u32::try_from(length).expect("a frame body is at most a fragment long");
+    out.reserve(HEADER_LEN + length as usize);
+    out.put_u32(length);
     out.put_u8(kind as u8);
+    out.put_slice(head);
     out.put_slice(body);
 }
 
@@ -93,7 +136,7 @@ pub fn put_frame(out: &mut BytesMut, kind: Kind, body: &[u8]) {
 pub enum WireError {
     #[error("the connection does not start with the Conclave peer hello (is this a peer port?)")]
     NotAPeer,
-    #[error("peer wire format version {0} is not the supported version {VERSION}")]
+    #[error("peer wire format version {0} is not supported: this node speaks version {VERSION}")]
     Version(u32),
     #[error("a frame of {length} bytes is over the limit of {limit} bytes")]
     TooLarge { length: usize, limit: usize },
@@ -103,6 +146,25 @@ pub enum WireError {
     UnknownKind(u8),
     #[error("the connection closed in the middle of a frame")]
     Truncated,
+    #[error(
+        "node {peer} announced a payload of {announced} bytes, over the limit of {limit} bytes \
+         (transport.max_assembled_bytes)"
+    )]
+    PayloadTooLarge { peer: NodeId, announced: u64, limit: usize },
+    #[error("a fragment of {0} bytes continues no payload")]
+    StrayFragment(usize),
+    #[error("a first fragment of {0} bytes is too short to hold the payload's total length")]
+    ShortFirstFragment(usize),
+    #[error(
+        "a first fragment carries {carried} bytes of a payload of {total}: nothing would follow"
+    )]
+    NothingToFollow { carried: usize, total: u64 },
+    #[error("a {kind:?} frame came after {received} of the {total} bytes of a fragmented payload")]
+    Interrupted { kind: Kind, received: usize, total: u64 },
+    #[error("fragments carried {received} bytes of a payload announced as {total} bytes")]
+    Overrun { received: usize, total: u64 },
+    #[error("the connection closed after {received} of the {total} bytes of a fragmented payload")]
+    TruncatedPayload { received: usize, total: u64 },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

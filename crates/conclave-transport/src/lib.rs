@@ -3,8 +3,9 @@
 //!
 //! [`PeerTransport`] implements `conclave_node::Transport`: each peer gets a bounded queue and a
 //! task that keeps one connection open, writes whatever is queued as one batch of frames with
-//! one write, measures the round trip with a ping every second, and reconnects with exponential
-//! backoff when the link breaks. A full queue drops the payload (the protocols retransmit) and
+//! one write (a payload over 1 MiB, such as a snapshot, in fragments that the listener
+//! reassembles), measures the round trip with a ping every second, and reconnects with
+//! exponential backoff when the link breaks. A full queue drops the payload (the protocols retransmit) and
 //! counts it; sending never blocks the node thread. [`PeerListener`] is the receiving side: it
 //! checks each link's hello and hands payloads to the node's inbox, waiting when the inbox is
 //! full so back-pressure reaches the sender's TCP window. [`Faults`] lets the lab and tests drop
@@ -16,6 +17,7 @@
 //! tasks (the sender's link, the receiver's link) instead of the five an HTTP/2 stream needs,
 //! which matters for commit latency on a few cores (ARCHITECTURE.md, "Peer transport").
 
+mod assembly;
 mod config;
 mod connection;
 mod faults;

@@ -4,8 +4,13 @@
 //! a reason the dialer logs, a link addressed to another node, one from a node that is not a
 //! member (or from itself), and — with TLS — one whose client certificate does not name the
 //! node the hello claims: a member holding a valid certificate cannot speak as another member.
-//! The TLS handshake has already checked that the certificate comes from the peer CA.
+//! The TLS handshake has already checked that the certificate comes from the peer CA. A hello
+//! of another wire format version is refused with a reason naming both versions.
+//!
+//! Each link reassembles fragmented payloads (see [`Assembler`]); a link that ends in the middle
+//! of one delivers none of it, and one announcing more than `max_assembled_bytes` is cut off.
 
+use crate::assembly::Assembler;
 use crate::frame::{FrameReader, Hello, Kind, WireError, put_frame};
 use crate::tls::{PeerIdentityError, certificate_names_node};
 use crate::{PEER_IDENTITY_REFUSED_TOTAL, PeerTls, TransportConfig};
@@ -34,6 +39,7 @@ pub struct PeerListener {
     /// With TLS: the metrics label of refusals for a certificate that does not name the sender.
     protocol: &'static str,
     max_frame_bytes: usize,
+    max_assembled_bytes: usize,
 }
 
 impl PeerListener {
@@ -54,6 +60,7 @@ impl PeerListener {
             tls: config.tls.clone(),
             protocol,
             max_frame_bytes: config.max_message_bytes,
+            max_assembled_bytes: config.max_assembled_bytes,
         }
     }
 
@@ -71,7 +78,7 @@ impl PeerListener {
                         let this = this.clone();
                         links.spawn(async move {
                             if let Err(error) = this.link(stream).await {
-                                tracing::debug!(%remote, %error, "peer link ended");
+                                report_link_end(remote, &error);
                             }
                         });
                     }
@@ -117,8 +124,21 @@ impl PeerListener {
         let mut reader = FrameReader::new(read, self.max_frame_bytes);
         let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.hello())
             .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?;
         let mut out = BytesMut::with_capacity(256);
+        let hello = match hello {
+            Ok(hello) => hello,
+            Err(error @ WireError::Version(_)) => {
+                // A peer of another release: tell it why, rather than close without a word (it
+                // warns about the refusal, once).
+                tracing::debug!(me = %self.me, %error, "peer refused: another wire format version");
+                put_frame(&mut out, Kind::Refuse, error.to_string().as_bytes());
+                writer.write_all(&out).await?;
+                writer.shutdown().await?;
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         let from = match self.check(hello, certificate) {
             Ok(from) => from,
             Err(reason) => {
@@ -131,12 +151,14 @@ impl PeerListener {
         put_frame(&mut out, Kind::Accept, &[]);
         writer.write_all(&out).await?;
         writer.flush().await?;
+        let mut assembler = Assembler::new(from, self.max_assembled_bytes);
         while let Some((kind, body)) = reader.next().await? {
             match kind {
-                Kind::Message => {
+                Kind::Message | Kind::FirstFragment | Kind::Fragment => {
+                    let Some(payload) = assembler.push(kind, body)? else { continue };
                     // Waiting here, when the inbox is full, lets back-pressure reach the
                     // sender's TCP window.
-                    if self.inbox.send(Inbound { from, payload: body }).await.is_err() {
+                    if self.inbox.send(Inbound { from, payload }).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -149,7 +171,7 @@ impl PeerListener {
                 other => return Err(WireError::UnknownKind(other as u8)),
             }
         }
-        Ok(())
+        assembler.finish()
     }
 
     /// The sender a hello may speak for, or the reason it is refused.
@@ -181,6 +203,17 @@ impl PeerListener {
             tracing::warn!(me = %self.me, claimed = %from, %error, "peer refused: its certificate does not prove its node id");
             format!("node {from} refused by node {}: {error}", self.me)
         })
+    }
+}
+
+/// Logs why a link ended: a peer with this node's configuration never passes a limit, so one
+/// that did is misconfigured or misbehaving, worth an operator's look; the rest is routine.
+fn report_link_end(remote: std::net::SocketAddr, error: &WireError) {
+    match error {
+        WireError::TooLarge { .. } | WireError::PayloadTooLarge { .. } => {
+            tracing::warn!(%remote, %error, "peer link cut off");
+        }
+        _ => tracing::debug!(%remote, %error, "peer link ended"),
     }
 }
 

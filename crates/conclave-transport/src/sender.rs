@@ -1,4 +1,9 @@
 //! The sending side: a bounded queue and a link task per peer.
+//!
+//! A payload too large for one frame (a snapshot) ends the batch it would have joined and goes
+//! out in fragments right after it; payloads queued behind it wait for its last fragment, so
+//! the order on the link is always the order of `send`. Heartbeats wait too: a link carrying a
+//! snapshot is busy for the snapshot's size over the link's bandwidth.
 
 use crate::connection::{Connection, DialError, Writer, dial};
 use crate::frame::Kind;
@@ -174,10 +179,17 @@ impl Link {
                 }
                 first = queue.recv() => {
                     let Some(first) = first else { break false };
-                    self.batch(first, queue, &mut writer);
+                    let large = self.batch(first, queue, &mut writer);
                     let delay = self.faults.get(self.peer).delay;
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
+                    }
+                    if let Some(large) = large
+                        && let Err(error) = writer.write_fragmented(&large).await
+                    {
+                        let len = large.len();
+                        tracing::debug!(peer = %self.peer, %error, len, "peer link write failed in a large payload");
+                        break true;
                     }
                 }
             }
@@ -191,13 +203,23 @@ impl Link {
     }
 
     /// Frames `first` and whatever else is already queued, up to the batch limits, into one
-    /// write.
-    fn batch(&self, first: Bytes, queue: &mut mpsc::Receiver<Bytes>, writer: &mut Writer) {
+    /// write. A payload too large for one frame ends the batch and is returned, to be written
+    /// in fragments after the batch: the order of payloads on the link is the queue's.
+    fn batch(
+        &self,
+        first: Bytes,
+        queue: &mut mpsc::Receiver<Bytes>,
+        writer: &mut Writer,
+    ) -> Option<Bytes> {
+        if writer.needs_fragments(&first) {
+            return Some(first);
+        }
         let mut size = first.len();
         writer.push(&first);
         let mut count = 1;
         while count < self.config.max_batch_messages && size < self.config.max_message_bytes / 2 {
             match queue.try_recv() {
+                Ok(next) if writer.needs_fragments(&next) => return Some(next),
                 Ok(next) => {
                     size += next.len();
                     count += 1;
@@ -206,5 +228,6 @@ impl Link {
                 Err(_) => break,
             }
         }
+        None
     }
 }

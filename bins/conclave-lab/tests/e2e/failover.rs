@@ -7,22 +7,27 @@ use conclave_lab::client::connect_with_timeout;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-/// Tries one put through `endpoint`, giving up after `timeout`.
-async fn try_put(endpoint: &str, key: &str, timeout: Duration) -> bool {
+/// Tries one put of `value` through `endpoint`, giving up after `timeout`.
+async fn try_put(endpoint: &str, key: &str, value: &[u8], timeout: Duration) -> bool {
     let Ok(mut client) = connect_with_timeout(endpoint, timeout).await else { return false };
     let request = PutRequest {
         key: key.as_bytes().to_vec().into(),
-        value: key.as_bytes().to_vec().into(),
+        value: value.to_vec().into(),
         ..Default::default()
     };
     matches!(tokio::time::timeout(timeout, client.put(request)).await, Ok(Ok(_)))
 }
 
-/// Puts `key` through any of `endpoints`, retrying until `deadline`; true once acknowledged.
+/// Puts `key` (its own value) through any of `endpoints`, retrying until `deadline`; true once
+/// acknowledged.
 async fn put_any(endpoints: &[String], key: &str, deadline: Instant) -> bool {
+    put_value_any(endpoints, key, key.as_bytes(), deadline).await
+}
+
+async fn put_value_any(endpoints: &[String], key: &str, value: &[u8], deadline: Instant) -> bool {
     while Instant::now() < deadline {
         for endpoint in endpoints {
-            if try_put(endpoint, key, Duration::from_millis(300)).await {
+            if try_put(endpoint, key, value, Duration::from_millis(300)).await {
                 return true;
             }
         }
@@ -155,7 +160,8 @@ fn totem_member_kill() {
 
 /// A follower down while the others snapshot (on their snapshot threads) and compact past what
 /// it has comes back through the leader's snapshot: small intervals make every node snapshot
-/// many times during the test.
+/// many times during the test. The state grows past 36 MiB, beyond what one peer frame carried
+/// before payloads were fragmented, so the InstallSnapshot crosses the link in fragments.
 #[test]
 fn raft_follower_behind_the_compacted_log_catches_up_from_a_snapshot() {
     let _serial = serial();
@@ -166,12 +172,14 @@ fn raft_follower_behind_the_compacted_log_catches_up_from_a_snapshot() {
     let follower = cluster.nodes.iter().map(|n| n.id).find(|&id| id != leader_id).unwrap();
     let all = cluster.endpoints();
     let mut acknowledged = BTreeSet::new();
+    let value = vec![b'v'; 24 * 1024];
     let put_many = |acknowledged: &mut BTreeSet<String>, endpoints: &[String], from, to| {
         rt.block_on(async {
             for i in from..to {
                 let key = format!("snap/{i:05}");
+                let deadline = Instant::now() + Duration::from_secs(5);
                 assert!(
-                    put_any(endpoints, &key, Instant::now() + Duration::from_secs(5)).await,
+                    put_value_any(endpoints, &key, &value, deadline).await,
                     "{key} was not acknowledged"
                 );
                 acknowledged.insert(key);

@@ -1,12 +1,14 @@
 //! The peer transport on loopback: delivery in order, batching, fault hooks, reconnects, pings,
 //! and refusal of strangers, of links meant for another node, of non-peers and of oversized
-//! payloads and frames.
+//! payloads and frames; payloads in fragments (`fragments`), and over mutual TLS (`tls`).
 
+mod fragments;
 mod tls;
 
 use bytes::Bytes;
 use conclave_core::NodeId;
 use conclave_node::{Inbound, Transport};
+use conclave_transport::frame::Kind;
 use conclave_transport::{
     DialError, Faults, LinkFault, PeerListener, PeerTransport, TransportConfig, dial,
 };
@@ -30,11 +32,20 @@ async fn receiver_on(
     me: u64,
     members: &[u64],
 ) -> (SocketAddr, mpsc::Receiver<Inbound>, oneshot::Sender<()>) {
+    receiver_with(listener, me, members, TransportConfig::default()).await
+}
+
+/// A receiving node on `listener` with its own transport `config`.
+async fn receiver_with(
+    listener: TcpListener,
+    me: u64,
+    members: &[u64],
+    config: TransportConfig,
+) -> (SocketAddr, mpsc::Receiver<Inbound>, oneshot::Sender<()>) {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel(1024);
     let members: BTreeSet<NodeId> = members.iter().map(|&m| NodeId(m)).collect();
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let config = TransportConfig::default();
     let server = PeerListener::new(NodeId(me), members, tx, &config, "test");
     tokio::spawn(server.serve(listener, stopping));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -193,12 +204,12 @@ async fn an_oversized_frame_ends_the_link_and_delivers_nothing() {
     tokio::spawn(
         PeerListener::new(NodeId(2), members, tx, &small, "test").serve(listener, stopping),
     );
-    let mut link = dial(NodeId(1), NodeId(2), &addr.to_string(), &small).await.unwrap();
-    // A sender that ignores its own payload limit: the listener refuses the frame unread.
-    link.send(&[7u8; 4096]).await.unwrap();
-    let _ = link.send(b"after").await;
+    let (mut reader, mut writer) = fragments::raw_link(addr, 1, 2).await;
+    // A sender that ignores the frame limit: the listener refuses the frame unread.
+    let _ = writer.write_all(&fragments::frame(Kind::Message, &[7u8; 4096])).await;
+    let _ = writer.write_all(&fragments::frame(Kind::Message, b"after")).await;
     assert!(tokio::time::timeout(Duration::from_millis(500), inbox.recv()).await.is_err());
-    assert!(link.ping().await.is_err(), "the link should be closed");
+    assert!(fragments::closed(&mut reader).await, "the link should be closed");
 }
 
 #[tokio::test]
@@ -219,4 +230,32 @@ fn config_validation_names_the_field() {
     let message = bad.validate().unwrap_err().to_string();
     assert!(message.contains("transport.queue_capacity"), "{message}");
     assert!(TransportConfig::default().validate().is_ok());
+
+    let bad = TransportConfig { max_assembled_bytes: 0, ..Default::default() };
+    let message = bad.validate().unwrap_err().to_string();
+    assert_eq!(message, "invalid transport.max_assembled_bytes = 0: expected a positive number");
+    let bad = TransportConfig {
+        max_payload_bytes: 2 << 20,
+        max_assembled_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let message = bad.validate().unwrap_err().to_string();
+    assert_eq!(
+        message,
+        "invalid transport.max_payload_bytes = 2097152: expected at most max_assembled_bytes"
+    );
+    let bad = TransportConfig { max_message_bytes: 63, ..Default::default() };
+    let message = bad.validate().unwrap_err().to_string();
+    assert!(message.starts_with("invalid transport.max_message_bytes = 63: expected at least 64"));
+    // A payload may now be larger than a frame: that is what fragments are for.
+    let fragmented = TransportConfig {
+        max_message_bytes: 64,
+        max_payload_bytes: 1 << 20,
+        max_assembled_bytes: 1 << 20,
+        ..Default::default()
+    };
+    fragmented.validate().unwrap();
+    // The defaults carry the storage's largest snapshot (1 GiB) and its message.
+    let defaults = TransportConfig::default();
+    assert!(defaults.max_payload_bytes > 1 << 30 && defaults.max_assembled_bytes > 1 << 30);
 }
