@@ -176,10 +176,14 @@ pub async fn run_matrix(
                                     String::new()
                                 },
                             ));
-                            if figures.errors > 0 && cell.note.is_none() {
+                            cell.rounds.push(figures);
+                            // Every error of the cell so far, by kind, over its rounds.
+                            let all = Figures::median(&cell.rounds).unwrap_or_default();
+                            if let Some(summary) = all.error_summary() {
+                                cell.note = Some(summary);
+                            } else if all.errors > 0 && cell.note.is_none() {
                                 cell.note = first_error;
                             }
-                            cell.rounds.push(figures);
                         }
                         Err(error) => {
                             progress::note(&format!(

@@ -13,6 +13,7 @@ use conclave_etcd::pb::etcdserverpb::kv_client::KvClient;
 use conclave_etcd::pb::etcdserverpb::request_op::Request as OpRequest;
 use conclave_etcd::pb::etcdserverpb::response_op::Response as OpResponse;
 use conclave_etcd::pb::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -147,6 +148,8 @@ pub struct Tally {
     /// Latency of each answered request in the window, in microseconds.
     pub latencies_us: Vec<u32>,
     pub first_error: Option<String>,
+    /// Counted errors by kind: the gRPC code and message (cut to 80 characters).
+    pub error_kinds: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -157,6 +160,9 @@ impl Tally {
         self.latencies_us.extend(other.latencies_us);
         if self.first_error.is_none() {
             self.first_error = other.first_error;
+        }
+        for (kind, n) in other.error_kinds {
+            *self.error_kinds.entry(kind).or_default() += n;
         }
     }
 }
@@ -288,12 +294,13 @@ impl Client {
                     }
                 }
                 Err(status) => {
+                    let kind = error_kind(&status);
                     if counted {
                         tally.errors += 1;
+                        *tally.error_kinds.entry(kind.clone()).or_default() += 1;
                     }
                     if tally.first_error.is_none() {
-                        tally.first_error =
-                            Some(format!("{:?}: {}", status.code(), status.message()));
+                        tally.first_error = Some(kind);
                     }
                     // Do not spin on a failing target.
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -302,6 +309,12 @@ impl Client {
         }
         tally
     }
+}
+
+/// What kind of error `status` is, for counting: its code and the start of its message.
+fn error_kind(status: &tonic::Status) -> String {
+    let message: String = status.message().chars().take(80).collect();
+    format!("{:?}: {message}", status.code())
 }
 
 /// If `key`'s value is `expected`, put `new`; otherwise read the key's current value.

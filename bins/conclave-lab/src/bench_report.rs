@@ -15,7 +15,8 @@
 //!   memory: null | [ { target, keys, value_bytes, rss_bytes: [per node], max_rss_bytes,
 //!                      vs_etcd } ],
 //!   errors: [ "what failed to start or run" ] }
-//! figures = { throughput_ops_per_s, p50_ms, p99_ms, p999_ms, ops, errors, cas_misses }
+//! figures = { throughput_ops_per_s, p50_ms, p99_ms, p999_ms, ops, errors, cas_misses,
+//!             error_kinds?: { "Code: message": count } }
 //! ratios  = { throughput, p50, p99, p999 }   (target ÷ etcd; > 1 is faster for throughput,
 //!                                             < 1 is faster for latency)
 //! ```
@@ -25,6 +26,7 @@
 
 use crate::bench_machine::Machine;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 pub const BENCH_SCHEMA_VERSION: u32 = 1;
@@ -39,6 +41,9 @@ pub struct Figures {
     pub ops: u64,
     pub errors: u64,
     pub cas_misses: u64,
+    /// The errors by kind (gRPC code and message).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_kinds: BTreeMap<String, u64>,
 }
 
 impl Figures {
@@ -62,7 +67,16 @@ impl Figures {
             ops: tally.ops,
             errors: tally.errors,
             cas_misses: tally.cas_misses,
+            error_kinds: tally.error_kinds.clone(),
         }
+    }
+
+    /// The error kinds, most frequent first: "Unavailable: leader changed ×485; ...".
+    pub fn error_summary(&self) -> Option<String> {
+        let mut kinds: Vec<(&String, &u64)> = self.error_kinds.iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let parts: Vec<String> = kinds.iter().map(|(kind, n)| format!("{kind} ×{n}")).collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 
     /// Figure by figure, the median over `rounds`; counts summed.
@@ -84,6 +98,12 @@ impl Figures {
             ops: rounds.iter().map(|f| f.ops).sum(),
             errors: rounds.iter().map(|f| f.errors).sum(),
             cas_misses: rounds.iter().map(|f| f.cas_misses).sum(),
+            error_kinds: rounds.iter().fold(BTreeMap::new(), |mut all, f| {
+                for (kind, n) in &f.error_kinds {
+                    *all.entry(kind.clone()).or_default() += n;
+                }
+                all
+            }),
         })
     }
 }
@@ -262,6 +282,12 @@ pub fn table(title: &str, cells: &[&Cell], by_nodes: bool) -> String {
             m.errors,
         );
     }
+    for cell in cells {
+        if let Some(summary) = cell.median.as_ref().and_then(Figures::error_summary) {
+            let lead = if by_nodes { cell.nodes } else { cell.clients };
+            let _ = writeln!(out, "{lead:>7}  {:<8} errors: {summary}", cell.target);
+        }
+    }
     out
 }
 
@@ -389,6 +415,27 @@ mod tests {
         let v = cells[0].vs_etcd.clone().unwrap();
         assert_eq!((v.throughput, v.p50), (2.0, 0.75));
         assert_eq!(cells[1].vs_etcd.clone().unwrap().throughput, 1.0);
+    }
+
+    #[test]
+    fn error_kinds_add_up_over_rounds_most_frequent_first() {
+        let with = |kinds: &[(&str, u64)]| Figures {
+            errors: kinds.iter().map(|(_, n)| n).sum(),
+            error_kinds: kinds.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            ..figures(100.0, 1.0)
+        };
+        let rounds = [
+            with(&[("Unavailable: leader changed", 400)]),
+            with(&[]),
+            with(&[("Unavailable: leader changed", 85), ("DeadlineExceeded: timed out", 2)]),
+        ];
+        let all = Figures::median(&rounds).unwrap();
+        assert_eq!(all.errors, 487);
+        assert_eq!(
+            all.error_summary().as_deref(),
+            Some("Unavailable: leader changed ×485; DeadlineExceeded: timed out ×2")
+        );
+        assert_eq!(Figures::median(&[with(&[])]).unwrap().error_summary(), None);
     }
 
     #[test]

@@ -69,9 +69,6 @@ pub struct Guarantees {
     pub fault_tolerance: Option<usize>,
 }
 
-/// See [`StateMachine::snapshot_job`].
-pub type SnapshotJob = Box<dyn FnOnce() -> Bytes + Send>;
-
 /// The replicated state machine the driver applies committed commands to.
 ///
 /// Implementations must be deterministic: the same commands in the same order produce the same
@@ -86,15 +83,6 @@ pub trait StateMachine: Send + Sync + 'static {
 
     /// Encodes the whole state as of [`StateMachine::applied_index`].
     fn snapshot(&self) -> Bytes;
-
-    /// Work that yields [`StateMachine::snapshot`]'s bytes for the state as it is now, to be
-    /// run on another thread while this one goes on applying. Encoding a large state takes
-    /// long; a state machine that can copy its state more cheaply than it encodes it copies it
-    /// here and encodes in the job. The default encodes at once.
-    fn snapshot_job(&self) -> SnapshotJob {
-        let data = self.snapshot();
-        Box::new(move || data)
-    }
 
     /// Replaces the whole state with a snapshot's.
     fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> std::result::Result<(), String>;

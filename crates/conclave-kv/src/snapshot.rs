@@ -5,7 +5,7 @@
 //! in it is ordered, so two replicas that applied the same commands produce identical bytes.
 
 use bytes::Bytes;
-use conclave_core::{SnapshotJob, SnapshotMeta, StateMachine};
+use conclave_core::{SnapshotMeta, StateMachine};
 
 use crate::snapshot_v1::StateV1;
 use crate::store::State;
@@ -14,13 +14,6 @@ use crate::{Command, KvStore, Output};
 /// Bumped whenever [`State`]'s encoding changes, so an old snapshot is refused, not misread.
 /// Format 2 added the auth state; format 1 is still read (`snapshot_v1.rs`).
 const SNAPSHOT_FORMAT: u8 = 2;
-
-fn encode(state: &State) -> Bytes {
-    // Encoding plain data into a Vec cannot fail.
-    let out = postcard::to_extend(state, vec![SNAPSHOT_FORMAT])
-        .expect("postcard encoding into a Vec is infallible");
-    Bytes::from(out)
-}
 
 impl StateMachine for KvStore {
     /// Applies the command bytes at `index` (the driver has already removed the proposal
@@ -42,15 +35,10 @@ impl StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Bytes {
-        encode(&self.state)
-    }
-
-    /// Copies the state (its keys and values are shared `Bytes`, so the copy costs the maps'
-    /// nodes, not the data) and encodes the copy in the job: several times cheaper for the
-    /// applying thread than encoding.
-    fn snapshot_job(&self) -> SnapshotJob {
-        let state = self.state.clone();
-        Box::new(move || encode(&state))
+        // Encoding plain data into a Vec cannot fail.
+        let out = postcard::to_extend(&self.state, vec![SNAPSHOT_FORMAT])
+            .expect("postcard encoding into a Vec is infallible");
+        Bytes::from(out)
     }
 
     /// Replaces the whole replicated state with the snapshot's and takes `meta.index` as the

@@ -285,10 +285,13 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
     /// node's time on snapshots; this way their cost stays a constant share of the bytes
     /// applied, and the log between snapshots stays no larger than the state itself.
     ///
-    /// Only the copy of the state ([`StateMachine::snapshot_job`]) happens on the node thread:
-    /// encoding and writing the file (with its fdatasync) run on a thread of their own while
-    /// the node goes on, and the snapshot is installed — its marker written to the log, the
-    /// protocol told — when they are done (`install_snapshot`).
+    /// Only encoding the state happens on the node thread: framing and writing the file (a copy
+    /// with its checksum, the write, its fdatasync, the rename and the directory's sync) run on
+    /// a thread of their own while the node goes on, and the snapshot is installed — its marker
+    /// written to the log, the protocol told — when they are done (`install_snapshot`). Encoding
+    /// elsewhere would need a copy of the state: that was tried, and the copy's many small
+    /// allocations, freed among live ones, left the node's resident memory 40 MB higher at
+    /// 100,000 keys.
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
         let due = snapshot_due(
             self.config.snapshot_interval_entries,
@@ -302,7 +305,7 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         {
             return Ok(());
         }
-        let job = self.state_machine.read().expect("state machine lock poisoned").snapshot_job();
+        let data = self.state_machine.read().expect("state machine lock poisoned").snapshot();
         // The membership in effect at the applied index: the last membership entry applied.
         let meta = SnapshotMeta {
             index: self.applied,
@@ -314,7 +317,7 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         let spawned = std::thread::Builder::new()
             .name(format!("conclave-snapshot-{}", self.config.id))
             .spawn(move || {
-                let snapshot = Snapshot { meta, data: job() };
+                let snapshot = Snapshot { meta, data };
                 let written = match &writer {
                     Some(writer) => writer.write(&snapshot),
                     None => Ok(()),

@@ -48,22 +48,6 @@ fn apply_all(store: &mut KvStore, commands: &[Command], first_index: u64) -> Vec
         .collect()
 }
 
-// The driver encodes snapshots on another thread from a job taken on the applying one: the job
-// must capture the state at the moment it was taken, whatever is applied meanwhile.
-#[test]
-fn a_snapshot_job_encodes_the_state_it_was_taken_at() {
-    let mut store = KvStore::new();
-    let first = workload(0);
-    apply_all(&mut store, &first, 1);
-    let at_job = store.snapshot();
-    let job = store.snapshot_job();
-    let second = workload(1);
-    apply_all(&mut store, &second, 1 + first.len() as u64);
-    assert_ne!(store.snapshot(), at_job, "the workload changes the state");
-    let encoded = std::thread::spawn(job).join().unwrap();
-    assert_eq!(encoded, at_job);
-}
-
 // Reference: Raft §7 (log compaction): a snapshot replaces the log prefix, so a replica restored
 // from it must behave exactly like one that applied the prefix.
 #[test]
