@@ -37,7 +37,7 @@ pub(crate) struct Driver<P: Protocol, L: LogStore, S: StateMachine> {
     pub last_leader: Option<conclave_core::NodeId>,
     /// The membership as of the applied index, for snapshot metadata.
     pub membership: conclave_core::Membership,
-    /// The snapshot being encoded and written on its own thread, if any.
+    /// The snapshot whose file is being written on its own thread, if any.
     pub snapshotting: Option<SnapshotInFlight>,
     /// After a snapshot failed, none is tried again before this.
     pub snapshot_retry_at: Option<Instant>,
@@ -312,17 +312,18 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             term: self.last_term_applied,
             membership: self.membership.clone(),
         };
-        let writer = self.store.snapshot_writer();
+        let snapshot = Snapshot { meta, data };
+        let Some(writer) = self.store.snapshot_writer() else {
+            // A store without snapshot files (in memory) takes it in the installing write.
+            let applied_bytes = self.applied_bytes_since_snapshot;
+            return self.install_snapshot((applied_bytes, Ok(snapshot)));
+        };
         let (tx, done) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name(format!("conclave-snapshot-{}", self.config.id))
             .spawn(move || {
-                let snapshot = Snapshot { meta, data };
-                let written = match &writer {
-                    Some(writer) => writer.write(&snapshot),
-                    None => Ok(()),
-                };
-                let _ = tx.send(written.map(|()| snapshot).map_err(|e| e.to_string()));
+                let written = writer.write(&snapshot).map(|()| snapshot);
+                let _ = tx.send(written.map_err(|e| e.to_string()));
             });
         match spawned {
             Ok(_) => {
@@ -407,8 +408,6 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
     }
 }
 
-/// Whether a snapshot is due: `interval` entries (0: never) and as many bytes as the last
-/// snapshot held were applied since it. See `Driver::maybe_snapshot`.
 /// The outcome of the snapshot in flight, with the bytes applied when it was taken; never
 /// resolves while none is.
 async fn snapshot_done(
@@ -425,6 +424,8 @@ async fn snapshot_done(
     (bytes_applied_at, result)
 }
 
+/// Whether a snapshot is due: `interval` entries (0: never) and as many bytes as the last
+/// snapshot held were applied since it. See `Driver::maybe_snapshot`.
 fn snapshot_due(interval: u64, entries_since: u64, bytes_since: u64, last_bytes: u64) -> bool {
     interval != 0 && entries_since >= interval && bytes_since >= last_bytes
 }

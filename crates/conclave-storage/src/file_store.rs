@@ -112,8 +112,7 @@ impl SnapshotWriter {
     /// Writes `snapshot`'s file durably. A file already present under its name (the same index
     /// and term) is left alone: the installing write then checks and writes it as usual.
     pub fn write(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        let encoded = snapshot_file::encode(snapshot, self.max_bytes)?;
-        let marker = encoded.marker;
+        let marker = SnapshotMarker { index: snapshot.meta.index, term: snapshot.meta.term };
         let path = self.dir.join(snapshot_file::file_name(marker));
         {
             let mut shared = self.prewritten.lock().unwrap_or_else(|p| p.into_inner());
@@ -125,7 +124,8 @@ impl SnapshotWriter {
             // Spared before the temporary file exists, so cleanup never removes it.
             shared.spared.insert(marker);
         }
-        let written = snapshot_file::write(&self.dir, &encoded, self.no_fsync);
+        let written = snapshot_file::encode(snapshot, self.max_bytes)
+            .and_then(|encoded| snapshot_file::write(&self.dir, &encoded, self.no_fsync));
         let mut shared = self.prewritten.lock().unwrap_or_else(|p| p.into_inner());
         match written {
             Ok(()) => {
