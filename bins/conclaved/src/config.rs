@@ -126,6 +126,42 @@ pub struct ServerSettings {
     pub downgrade_unsupported: bool,
     /// How long an auth token lives without being used, in seconds (etcd's `--auth-token-ttl`).
     pub auth_token_ttl_secs: u64,
+    /// `revision` or `periodic` (etcd's `--auto-compaction-mode`).
+    pub auto_compaction_mode: String,
+    /// Revisions to keep, or a period (`1h`, `30m`, or hours as a number); `0` turns automatic
+    /// compaction off (etcd's `--auto-compaction-retention`).
+    #[serde(deserialize_with = "string_or_number")]
+    pub auto_compaction_retention: String,
+}
+
+impl ServerSettings {
+    /// The compaction policy these settings name.
+    pub fn auto_compaction(&self) -> Result<conclave_etcd::AutoCompaction, String> {
+        conclave_etcd::AutoCompaction::parse(
+            &self.auto_compaction_mode,
+            &self.auto_compaction_retention,
+        )
+        .map_err(|e| format!("`server.{}` = {:?}: expected {}", e.key, e.value, e.expected))
+    }
+}
+
+/// A TOML string, integer or float, as text: `auto_compaction_retention = 1000` and `= "1h"`
+/// both read.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+    }
+    match Form::deserialize(deserializer)
+        .map_err(|_| serde::de::Error::custom("expected a string or a number"))?
+    {
+        Form::Text(text) => Ok(text),
+        Form::Integer(n) => Ok(n.to_string()),
+        Form::Float(x) => Ok(x.to_string()),
+    }
 }
 
 impl Default for ServerSettings {
@@ -137,6 +173,8 @@ impl Default for ServerSettings {
             max_pending_requests: 10_000,
             downgrade_unsupported: false,
             auth_token_ttl_secs: 300,
+            auto_compaction_mode: "revision".into(),
+            auto_compaction_retention: "100000".into(),
         }
     }
 }
@@ -309,6 +347,9 @@ impl Config {
                 s.auth_token_ttl_secs,
                 conclave_etcd::config::MAX_AUTH_TOKEN_TTL_SECS
             ));
+        }
+        if let Err(error) = s.auto_compaction() {
+            return fail(error);
         }
         self.limits.validate().or_else(fail)?;
         let checked = match self.protocol {

@@ -229,6 +229,7 @@ fn etcd_context(
     let options = conclave_etcd::Options {
         downgrade_unsupported: config.server.downgrade_unsupported,
         auth_token_ttl_secs: config.server.auth_token_ttl_secs,
+        auto_compaction: config.server.auto_compaction().map_err(|e| anyhow::anyhow!(e))?,
         ..Default::default()
     };
     conclave_etcd::EtcdContext::new(consensus, store, cluster, limits, options)

@@ -134,6 +134,8 @@ pub struct Options {
     pub version: String,
     /// How long an auth token lives without being used (etcd's `--auth-token-ttl`, 300 s).
     pub auth_token_ttl_secs: u64,
+    /// Which history the server compacts away by itself (see `compactor.rs`).
+    pub auto_compaction: crate::AutoCompaction,
 }
 
 impl Default for Options {
@@ -145,6 +147,7 @@ impl Default for Options {
             watch_progress_notify_interval_ms: 600_000,
             version: format!("3.4.0-conclave-{}", env!("CARGO_PKG_VERSION")),
             auth_token_ttl_secs: 300,
+            auto_compaction: crate::compactor::DEFAULT_AUTO_COMPACTION,
         }
     }
 }

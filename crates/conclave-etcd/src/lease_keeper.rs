@@ -90,6 +90,29 @@ impl LeaseKeeper {
     }
 }
 
+/// A tick every `period` (the first at once; a late one delays the next) until `shutdown`
+/// completes: the clock of the server's background tasks (lease expiry, the compactor).
+pub(crate) struct Every<S> {
+    interval: tokio::time::Interval,
+    shutdown: std::pin::Pin<Box<S>>,
+}
+
+impl<S: Future<Output = ()>> Every<S> {
+    pub fn new(period: Duration, shutdown: S) -> Self {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { interval, shutdown: Box::pin(shutdown) }
+    }
+
+    /// Waits for the next tick: `true`, or `false` once shutdown has come (then stop calling).
+    pub async fn tick(&mut self) -> bool {
+        tokio::select! {
+            _ = self.interval.tick() => true,
+            () = &mut self.shutdown => false,
+        }
+    }
+}
+
 /// The task that revokes expired leases. Run one per member (`serve` does); it acts only while
 /// its member is the lease holder.
 #[derive(Debug)]
@@ -104,14 +127,9 @@ impl LeaseExpiry {
 
     /// Checks deadlines every `lease_check_interval_ms` until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut interval = tokio::time::interval(self.ctx.options.lease_check_interval());
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => self.pass().await,
-                () = &mut shutdown => return,
-            }
+        let mut clock = Every::new(self.ctx.options.lease_check_interval(), shutdown);
+        while clock.tick().await {
+            self.pass().await;
         }
     }
 

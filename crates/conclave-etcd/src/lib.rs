@@ -17,6 +17,7 @@ pub mod auth_check;
 mod auth_password;
 mod auth_token;
 pub mod cluster;
+mod compactor;
 pub mod config;
 pub mod connections;
 pub mod context;
@@ -35,6 +36,7 @@ pub mod watch;
 mod watch_hub;
 mod watcher;
 
+pub use compactor::{AutoCompaction, AutoCompactor, DEFAULT_AUTO_COMPACTION};
 pub use config::{ConfigError, Limits, Options};
 pub use context::{ClusterInfo, EtcdContext, MemberInfo};
 pub use lease_forward::FORWARDED;

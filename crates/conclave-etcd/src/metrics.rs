@@ -33,6 +33,9 @@ pub const READS_DOWNGRADED_TOTAL: &str = "conclave_reads_downgraded_total";
 pub const TXN_LOCAL_TOTAL: &str = "conclave_txn_local_total";
 /// `conclave_lease_expired_total{protocol}`: leases this member revoked because they ran out.
 pub const LEASE_EXPIRED_TOTAL: &str = "conclave_lease_expired_total";
+/// `conclave_auto_compactions_total{protocol}`: compactions of the key-value history this member
+/// proposed under its `auto_compaction_*` settings.
+pub const AUTO_COMPACTIONS_TOTAL: &str = "conclave_auto_compactions_total";
 
 /// `conclave_limit_refused_total{protocol, limit}`: requests and connections refused by a
 /// configured limit (`connections`, `leases`, `watchers`, `watchers_per_stream`).
@@ -76,6 +79,10 @@ pub fn describe() {
     metrics::describe_counter!(
         LEASE_EXPIRED_TOTAL,
         "Leases revoked by this member because their time to live ran out."
+    );
+    metrics::describe_counter!(
+        AUTO_COMPACTIONS_TOTAL,
+        "Compactions of the key-value history proposed by this member's automatic compactor."
     );
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`services`] gives the routes, each service wrapped in request metrics and with the gRPC
 //! decoding limit etcd uses (`max_request_bytes` plus 512 KiB), for a caller that runs its own
-//! tonic server; such a caller also runs [`LeaseExpiry`] and calls
+//! tonic server; such a caller also runs [`LeaseExpiry`] and [`AutoCompactor`] and calls
 //! [`EtcdContext::shutdown_streams`] when it stops. [`serve`] does all of that on a listener, and
 //! [`serve_with_tls`] the same over TLS.
 
@@ -15,6 +15,7 @@ use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::auth::AuthService;
 use crate::cluster::ClusterService;
+use crate::compactor::AutoCompactor;
 use crate::connections::LimitedIncoming;
 use crate::context::EtcdContext;
 use crate::kv::KvService;
@@ -63,7 +64,7 @@ pub fn services(ctx: EtcdContext) -> Routes {
     routes.routes()
 }
 
-/// Serves the etcd API on `listener`, with lease expiry running beside it, until `shutdown`
+/// Serves the etcd API on `listener`, with lease expiry and the compactor beside it, until `shutdown`
 /// completes. Then open watch and keep-alive streams end with UNAVAILABLE ("server stopped",
 /// so clients move to another member), in-flight unary calls finish, and this returns.
 pub async fn serve(
@@ -84,6 +85,7 @@ pub async fn serve_with_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let expiry = tokio::spawn(LeaseExpiry::new(ctx.clone()).run(ctx.stopped()));
+    let compactor = tokio::spawn(AutoCompactor::new(ctx.clone()).run(ctx.stopped()));
     let routes = services(ctx.clone());
     let stopper = ctx.clone();
     let signal = async move {
@@ -104,6 +106,7 @@ pub async fn serve_with_tls(
     ctx.shutdown_streams();
     // The expiry task ends on the same signal; a panic in it is not the caller's to handle.
     let _ = expiry.await;
+    let _ = compactor.await;
     result
 }
 

@@ -106,3 +106,39 @@ fn valid_config_checks_clean() {
     let (code, stderr) = run(MEMBERS, &["--check-config"]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn bad_auto_compaction_settings() {
+    assert_rejected(
+        &format!("{MEMBERS}[server]\nauto_compaction_mode = \"hourly\"\n"),
+        &[],
+        &["server.auto_compaction_mode", "hourly", "revision or periodic"],
+    );
+    assert_rejected(
+        &format!("{MEMBERS}[server]\nauto_compaction_retention = \"1h\"\n"),
+        &[],
+        &["server.auto_compaction_retention", "1h", "number of revisions"],
+    );
+    assert_rejected(
+        &format!(
+            "{MEMBERS}[server]\nauto_compaction_mode = \"periodic\"\n\
+             auto_compaction_retention = \"10 minutes\"\n"
+        ),
+        &[],
+        &["server.auto_compaction_retention", "10 minutes", "30m"],
+    );
+}
+
+#[test]
+fn auto_compaction_retention_reads_as_a_number_or_a_string() {
+    for retention in ["5000", "\"5000\"", "0"] {
+        let toml = format!("{MEMBERS}[server]\nauto_compaction_retention = {retention}\n");
+        let (code, stderr) = run(&toml, &["--check-config"]);
+        assert_eq!(code, Some(0), "{retention}: {stderr}");
+    }
+    let toml = format!(
+        "{MEMBERS}[server]\nauto_compaction_mode = \"periodic\"\nauto_compaction_retention = 1\n"
+    );
+    let (code, stderr) = run(&toml, &["--check-config"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}

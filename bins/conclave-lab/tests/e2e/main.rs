@@ -10,6 +10,7 @@ mod ab;
 mod auth;
 mod backup;
 mod bench;
+mod compaction;
 mod config;
 mod etcdctl;
 mod failover;
