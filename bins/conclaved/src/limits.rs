@@ -26,6 +26,9 @@ pub struct LimitSettings {
     pub max_range_keys: usize,
     /// Compares, and operations per branch, of one txn (etcd's `--max-txn-ops`), at most 128.
     pub max_txn_ops: usize,
+    /// The history the store may hold before writes that add to it are refused (etcd's
+    /// `--quota-backend-bytes`), in bytes of keys and values plus 64 per revision.
+    pub quota_bytes: u64,
 }
 
 impl Default for LimitSettings {
@@ -39,6 +42,7 @@ impl Default for LimitSettings {
             max_leases: limits.max_leases,
             max_range_keys: limits.max_range_keys,
             max_txn_ops: limits.max_txn_ops,
+            quota_bytes: limits.quota_bytes,
         }
     }
 }
@@ -53,6 +57,7 @@ impl LimitSettings {
             ("max_watchers_per_stream", self.max_watchers_per_stream),
             ("max_leases", self.max_leases),
             ("max_txn_ops", self.max_txn_ops),
+            ("quota_bytes", usize::try_from(self.quota_bytes).unwrap_or(usize::MAX)),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -87,6 +92,7 @@ impl LimitSettings {
             max_range_keys: self.max_range_keys,
             max_connections: self.max_connections,
             max_concurrent_streams: self.max_concurrent_streams,
+            quota_bytes: self.quota_bytes,
             ..etcd::Limits::default()
         }
     }

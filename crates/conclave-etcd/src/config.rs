@@ -50,6 +50,10 @@ pub struct Limits {
     /// connection: HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS. A client waits for a free slot; one
     /// that opens a stream anyway has it reset with REFUSED_STREAM.
     pub max_concurrent_streams: u32,
+    /// The history the store may hold, in its own count of bytes (`KvStore::held_bytes`), before
+    /// writes that add to it are refused with "database space exceeded" (etcd's
+    /// `--quota-backend-bytes`; see `quota.rs`).
+    pub quota_bytes: u64,
 }
 
 /// The default of [`Limits::max_watchers`].
@@ -60,6 +64,8 @@ pub const DEFAULT_MAX_LEASES: usize = 100_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The default of [`Limits::max_concurrent_streams`].
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 10_000;
+/// The default of [`Limits::quota_bytes`]: 2 GiB, etcd's default backend quota.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 
 /// The deepest txn the API accepts: the outermost is level 1. Protobuf decoders stop at 100
 /// nested messages and a txn level is two (`TxnRequest`, `RequestOp`), so a server built on
@@ -80,6 +86,7 @@ impl Default for Limits {
             max_range_keys: 0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            quota_bytes: DEFAULT_QUOTA_BYTES,
         }
     }
 }
@@ -99,7 +106,15 @@ impl Limits {
         positive("max_watchers", self.max_watchers)?;
         positive("max_leases", self.max_leases)?;
         positive("max_connections", self.max_connections)?;
-        positive("max_concurrent_streams", self.max_concurrent_streams as usize)
+        positive("max_concurrent_streams", self.max_concurrent_streams as usize)?;
+        if self.quota_bytes == 0 {
+            return Err(ConfigError {
+                key: "quota_bytes",
+                value: "0".into(),
+                expected: "a positive number of bytes",
+            });
+        }
+        Ok(())
     }
 
     /// The limit a range gets: its own, lowered to [`Self::max_range_keys`] when that is set

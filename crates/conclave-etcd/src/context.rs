@@ -14,11 +14,12 @@ use crate::auth_password::Hasher;
 use crate::auth_token::TokenStore;
 use crate::config::{ConfigError, Limits, Options};
 use crate::error::{
-    NO_LEADER, REQUEST_TOO_LARGE, consensus_status, kv_status, no_linearizable_reads,
+    NO_LEADER, NO_SPACE, REQUEST_TOO_LARGE, consensus_status, kv_status, no_linearizable_reads,
 };
 use crate::lease_keeper::LeaseKeeper;
 use crate::metrics;
 use crate::pb::etcdserverpb::ResponseHeader;
+use crate::quota::{self, SpaceAlarm};
 use crate::watch_hub::WatchHub;
 
 /// One member as `Cluster/MemberList` lists it. Member ids are the consensus's `NodeId`s.
@@ -80,6 +81,8 @@ pub struct EtcdContext {
     /// Auth tokens this member issued, and the password hasher (see `auth_check.rs`).
     pub(crate) tokens: Arc<TokenStore>,
     pub(crate) hasher: Hasher,
+    /// Raised while writes are refused for space.
+    pub(crate) space_alarm: Arc<SpaceAlarm>,
     /// The protocol's name, for error texts and the `protocol` metric label.
     pub(crate) protocol: &'static str,
     /// Set once the server stops: long-lived streams end when it is.
@@ -125,6 +128,7 @@ impl EtcdContext {
             leases: Arc::new(LeaseKeeper::new()),
             tokens,
             hasher: Hasher::default(),
+            space_alarm: Arc::new(SpaceAlarm::default()),
             protocol,
             stop: Arc::new(watch::channel(false).0),
         })
@@ -167,6 +171,34 @@ impl EtcdContext {
         })
     }
 
+    /// Refuses a write that would take the held history past the space quota, and raises or
+    /// clears this member's NOSPACE alarm accordingly (see `quota.rs`).
+    fn check_space(&self, command: &Command) -> Result<(), Status> {
+        let cost = quota::cost(command);
+        if cost == 0 {
+            return Ok(());
+        }
+        let held = self.read_store().held_bytes();
+        let fits = quota::fits(held, cost, self.limits.quota_bytes);
+        let short = !fits;
+        if self.space_alarm.raised() != short {
+            self.space_alarm.set(short);
+            if short {
+                tracing::warn!(
+                    held,
+                    cost,
+                    quota = self.limits.quota_bytes,
+                    "space quota reached: refusing writes until a compaction or delete makes room"
+                );
+            }
+        }
+        if fits {
+            return Ok(());
+        }
+        metrics::limit_refused(self.protocol, "quota");
+        Err(Status::resource_exhausted(NO_SPACE))
+    }
+
     /// A header at the store's current revision, for answers that change nothing.
     pub(crate) fn current_header(&self) -> Option<ResponseHeader> {
         let revision = self.read_store().current_revision();
@@ -190,6 +222,7 @@ impl EtcdContext {
         if bytes.len() > self.limits.max_request_bytes {
             return Err(Status::invalid_argument(REQUEST_TOO_LARGE));
         }
+        self.check_space(command)?;
         if let Some(auth_revision) = auth_revision {
             bytes = Command::Guarded { auth_revision, command: bytes }.encode();
         }

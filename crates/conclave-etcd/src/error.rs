@@ -30,6 +30,8 @@ pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 /// A txn nested deeper than [`crate::config::MAX_TXN_NESTING`] levels (etcd has no such limit;
 /// its clients' decoders have, so the text is in etcd's style).
 pub const TXN_TOO_DEEP: &str = "etcdserver: too many nested txns in txn request";
+/// etcd's text for a write refused by the space quota ([`crate::Limits::quota_bytes`]).
+pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
 /// A lease grant while [`crate::Limits::max_leases`] leases exist.
 pub const TOO_MANY_LEASES: &str = "etcdserver: too many leases";
 /// The cancel reason of a watch create refused by [`crate::Limits::max_watchers_per_stream`].

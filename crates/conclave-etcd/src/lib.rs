@@ -30,6 +30,7 @@ mod lease_keeper;
 pub mod maintenance;
 pub mod metrics;
 pub mod pb;
+mod quota;
 pub mod server;
 pub mod snapshot_file;
 pub mod watch;

@@ -1,4 +1,4 @@
-//! The `Maintenance` service: member status, an always-empty alarm list, a key-value hash for
+//! The `Maintenance` service: member status, the alarm list (the space quota's NOSPACE), a key-value hash for
 //! comparing replicas, and snapshots for backups (`etcdctl snapshot save`). Leader transfer is
 //! not offered through this API.
 
@@ -18,9 +18,9 @@ use crate::error::{consensus_status, kv_status};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use crate::snapshot_file::{self, SnapshotHeader};
 
@@ -122,12 +122,29 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        // Conclave raises no alarms (no space quota, no corruption alarm), so there is never
-        // one to list or disarm; raising one by hand is not offered.
-        if request.into_inner().action == AlarmAction::Activate as i32 {
-            return Err(Status::unimplemented("etcdserver: conclave does not raise alarms"));
+        // The only alarm is this member's NOSPACE, raised and cleared by the space quota
+        // (`quota.rs`); disarming clears it until the next refused write. Raising one by hand
+        // is not offered.
+        let request = request.into_inner();
+        if request.action == AlarmAction::Activate as i32 {
+            return Err(Status::unimplemented("etcdserver: alarms are raised by the server only"));
         }
-        Ok(Response::new(AlarmResponse { header: self.ctx.current_header(), alarms: Vec::new() }))
+        let alarms = if self.ctx.space_alarm.raised() {
+            vec![AlarmMember {
+                member_id: self.ctx.cluster.member_id,
+                alarm: AlarmType::Nospace as i32,
+            }]
+        } else {
+            Vec::new()
+        };
+        let ours = request.member_id == 0 || request.member_id == self.ctx.cluster.member_id;
+        let nospace = [AlarmType::Nospace as i32, AlarmType::None as i32].contains(&request.alarm);
+        let disarms_nospace = request.action == AlarmAction::Deactivate as i32 && ours && nospace;
+        if disarms_nospace {
+            self.ctx.space_alarm.set(false);
+        }
+        // etcd answers a disarm with the alarms it cleared, a get with the active ones.
+        Ok(Response::new(AlarmResponse { header: self.ctx.current_header(), alarms }))
     }
 
     async fn status(

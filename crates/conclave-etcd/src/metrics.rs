@@ -38,7 +38,7 @@ pub const LEASE_EXPIRED_TOTAL: &str = "conclave_lease_expired_total";
 pub const AUTO_COMPACTIONS_TOTAL: &str = "conclave_auto_compactions_total";
 
 /// `conclave_limit_refused_total{protocol, limit}`: requests and connections refused by a
-/// configured limit (`connections`, `leases`, `watchers`, `watchers_per_stream`).
+/// configured limit (`connections`, `leases`, `watchers`, `watchers_per_stream`, `quota`).
 pub const LIMIT_REFUSED_TOTAL: &str = "conclave_limit_refused_total";
 /// `conclave_client_connections{protocol}`: client connections open now.
 pub const CLIENT_CONNECTIONS: &str = "conclave_client_connections";

@@ -32,11 +32,12 @@ impl KvStore {
             .collect();
         for key in keys {
             let Some(history) = self.state.index.get_mut(&key) else { continue };
-            for dropped in history.compact(revision) {
-                self.state.records.remove(&dropped);
-            }
+            let dropped = history.compact(revision);
             if history.is_empty() {
                 self.state.index.remove(&key);
+            }
+            for revision in &dropped {
+                self.drop_record(revision);
             }
         }
         self.state.compact_revision = revision;

@@ -77,6 +77,19 @@ impl Default for State {
 pub struct KvStore {
     pub(crate) state: State,
     pub(crate) listener: Option<EventListener>,
+    /// [`Record::cost`] summed over `state.records`: derived, not replicated.
+    pub(crate) held_bytes: u64,
+}
+
+/// What one held revision counts for in [`KvStore::held_bytes`] beyond its key and value: its
+/// revision, metadata and map entries, roughly.
+pub const RECORD_OVERHEAD_BYTES: u64 = 64;
+
+impl Record {
+    /// What this record counts for in [`KvStore::held_bytes`].
+    pub(crate) fn cost(&self) -> u64 {
+        (self.kv.key.len() + self.kv.value.len()) as u64 + RECORD_OVERHEAD_BYTES
+    }
 }
 
 impl std::fmt::Debug for KvStore {
@@ -100,6 +113,33 @@ impl KvStore {
     /// The revision of the last write (1 in an empty store).
     pub fn current_revision(&self) -> i64 {
         self.state.revision
+    }
+
+    /// The bytes the history holds: the key and value of every revision since the last
+    /// compaction, plus [`RECORD_OVERHEAD_BYTES`] each. What the space quota counts; the same on
+    /// every replica of a protocol that orders writes.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// Inserts a record and counts it.
+    pub(crate) fn hold(&mut self, revision: Revision, record: Record) {
+        self.held_bytes += record.cost();
+        if let Some(replaced) = self.state.records.insert(revision, record) {
+            self.held_bytes -= replaced.cost();
+        }
+    }
+
+    /// Removes a record and stops counting it.
+    pub(crate) fn drop_record(&mut self, revision: &Revision) {
+        if let Some(dropped) = self.state.records.remove(revision) {
+            self.held_bytes -= dropped.cost();
+        }
+    }
+
+    /// Counts every record again (after a restore).
+    pub(crate) fn recount_held_bytes(&mut self) {
+        self.held_bytes = self.state.records.values().map(Record::cost).sum();
     }
 
     /// The revision of the last compaction; 0 if there was none.

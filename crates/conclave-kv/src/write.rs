@@ -149,7 +149,7 @@ impl KvStore {
         let prev_revision = history.live();
         history.put(revision);
         let record = Record { kv: kv.clone(), deleted: false, prev: prev_revision };
-        self.state.records.insert(revision, record);
+        self.hold(revision, record);
         batch.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
         PutResponse { revision: batch.main, prev_kv: if req.prev_kv { prev } else { None } }
     }
@@ -198,7 +198,7 @@ impl KvStore {
         }
         let kv = KeyValue { key: key.clone(), mod_revision: batch.main, ..KeyValue::default() };
         let record = Record { kv: kv.clone(), deleted: true, prev: Some(prev_revision) };
-        self.state.records.insert(revision, record);
+        self.hold(revision, record);
         batch.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
         Some(prev)
     }
