@@ -199,6 +199,15 @@ async fn run_inner(
     let _ = progress.await;
     progress::note(&format!("{label} workload done; waiting for the replicas to converge"));
     let converged = wait_converged(&endpoints, healed, o.convergence_timeout).await;
+    if converged.is_none() {
+        progress::note(&format!(
+            "{label} replicas did not converge within {:?}:",
+            o.convergence_timeout
+        ));
+        for line in crate::convergence::describe_divergence(&endpoints).await {
+            progress::note(&format!("  {line}"));
+        }
+    }
     let (totals, costs_series) = scraper.await?;
 
     let stop_target = Arc::clone(&target);

@@ -22,6 +22,8 @@ fn ab(out: &Path, args: &[&str]) -> (Results, String) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    // Shown when a test fails: progress, and why replicas diverged if they did.
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     let json = std::fs::read_to_string(out.join("results.json")).expect("results.json written");
     let results: Results = serde_json::from_str(&json).expect("results.json follows the schema");
     (results, String::from_utf8(output.stdout).unwrap())
