@@ -14,7 +14,7 @@
 //!
 //! Every member samples its current revision over time, whether it proposes or not, so that a
 //! member that takes over in periodic mode knows at once which revision was current a period
-//! ago.
+//! ago. The same task publishes the held history and the space quota as gauges (`quota.rs`).
 
 use conclave_kv::Command;
 use std::collections::VecDeque;
@@ -26,7 +26,7 @@ use tonic::Code;
 use crate::config::ConfigError;
 use crate::context::EtcdContext;
 use crate::lease_keeper::Every;
-use crate::metrics::AUTO_COMPACTIONS_TOTAL;
+use crate::metrics::{AUTO_COMPACTIONS_TOTAL, KV_HELD_BYTES, QUOTA_BYTES};
 
 /// Which history the compactor keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,11 +185,9 @@ impl AutoCompactor {
         Self { ctx, planner }
     }
 
-    /// Checks until `shutdown` completes; returns at once when compaction is off.
+    /// Checks until `shutdown` completes. With compaction off it still publishes, every
+    /// second, how much history the store holds against the space quota.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        if self.planner.policy == AutoCompaction::Off {
-            return;
-        }
         let mut clock = Every::new(self.planner.policy.check_interval(), shutdown);
         while clock.tick().await {
             self.pass().await;
@@ -203,8 +201,9 @@ impl AutoCompactor {
             let store = self.ctx.read_store();
             (store.current_revision(), store.compact_revision())
         };
+        self.publish_space();
         self.planner.observe(now, current);
-        if !self.proposes_here() {
+        if self.planner.policy == AutoCompaction::Off || !self.proposes_here() {
             return;
         }
         let Some(revision) = self.planner.target(now, current, compacted) else { return };
@@ -221,6 +220,15 @@ impl AutoCompactor {
                 tracing::warn!(revision, error = %status.message(), "automatic compaction failed");
             }
         }
+    }
+
+    /// `conclave_kv_held_bytes` and `conclave_quota_bytes`, for the quota alert.
+    fn publish_space(&self) {
+        let held = self.ctx.read_store().held_bytes();
+        let protocol = self.ctx.protocol;
+        metrics::gauge!(KV_HELD_BYTES, "protocol" => protocol).set(held as f64);
+        metrics::gauge!(QUOTA_BYTES, "protocol" => protocol)
+            .set(self.ctx.limits.quota_bytes as f64);
     }
 
     fn proposes_here(&self) -> bool {

@@ -33,6 +33,11 @@ pub const READS_DOWNGRADED_TOTAL: &str = "conclave_reads_downgraded_total";
 pub const TXN_LOCAL_TOTAL: &str = "conclave_txn_local_total";
 /// `conclave_lease_expired_total{protocol}`: leases this member revoked because they ran out.
 pub const LEASE_EXPIRED_TOTAL: &str = "conclave_lease_expired_total";
+/// `conclave_kv_held_bytes{protocol}`: the history the store holds, as the space quota counts
+/// it (keys and values of every revision since the last compaction, plus 64 bytes each).
+pub const KV_HELD_BYTES: &str = "conclave_kv_held_bytes";
+/// `conclave_quota_bytes{protocol}`: the space quota, `limits.quota_bytes`.
+pub const QUOTA_BYTES: &str = "conclave_quota_bytes";
 /// `conclave_auto_compactions_total{protocol}`: compactions of the key-value history this member
 /// proposed under its `auto_compaction_*` settings.
 pub const AUTO_COMPACTIONS_TOTAL: &str = "conclave_auto_compactions_total";
@@ -79,6 +84,16 @@ pub fn describe() {
     metrics::describe_counter!(
         LEASE_EXPIRED_TOTAL,
         "Leases revoked by this member because their time to live ran out."
+    );
+    metrics::describe_gauge!(
+        KV_HELD_BYTES,
+        metrics::Unit::Bytes,
+        "History the key-value store holds, as the space quota counts it."
+    );
+    metrics::describe_gauge!(
+        QUOTA_BYTES,
+        metrics::Unit::Bytes,
+        "The space quota: writes that would take the held history past it are refused."
     );
     metrics::describe_counter!(
         AUTO_COMPACTIONS_TOTAL,

@@ -2,7 +2,9 @@
 //! against etcdctl on a real cluster, a bad `[limits]` value stops the server, and the server
 //! keeps serving throughout.
 
-use crate::support::{etcdctl, etcdctl_ok, node_binary, run_with_deadline, runtime, serial, start};
+use crate::support::{
+    etcdctl, etcdctl_ok, http_get, node_binary, run_with_deadline, runtime, serial, start,
+};
 use bytes::{Buf, BufMut, Bytes};
 use conclave_etcd::pb::etcdserverpb::PutRequest;
 use conclave_lab::client::connect;
@@ -181,6 +183,22 @@ fn the_space_quota_refuses_writes_until_a_compaction_makes_room() {
     assert!((12..=16).contains(&accepted), "{accepted} puts of 1 KiB fit in 16 KiB");
     let alarms = etcdctl_ok(one, &["alarm", "list"]);
     assert!(alarms.contains("alarm:NOSPACE"), "{alarms}");
+    // The gauges the ConclaveSpaceQuotaNearlyFull alert divides, updated every second.
+    let gauge = |body: &str, name: &str| -> Option<f64> {
+        body.lines().find(|l| l.starts_with(name))?.rsplit(' ').next()?.parse().ok()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = http_get(cluster.nodes[0].metrics, "/metrics");
+        let held = gauge(&body, "conclave_kv_held_bytes{").unwrap_or(0.0);
+        if held > 12_000.0 {
+            assert_eq!(gauge(&body, "conclave_quota_bytes{"), Some(16384.0), "{body}");
+            assert!(held <= 16384.0, "held {held} past the quota");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "conclave_kv_held_bytes stayed at {held}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Reads and deletes go on; a delete adds a tombstone but is never refused.
     assert!(etcdctl_ok(one, &["get", "fill/00", "--print-value-only"]).starts_with('x'));
     etcdctl_ok(one, &["del", "--prefix", "fill/"]);
