@@ -23,6 +23,12 @@ pub const PEER_ROUND_TRIP_SECONDS: &str = "conclave_peer_round_trip_seconds";
 pub const WAL_FSYNC_DURATION_SECONDS: &str = "conclave_wal_fsync_duration_seconds";
 pub const WAL_FSYNCS_TOTAL: &str = "conclave_wal_fsyncs_total";
 pub const MEMBERS: &str = "conclave_members";
+/// `conclave_snapshot_duration_seconds{stage}`: `encode` is the state machine's encoding on the
+/// node thread (the node serves nothing meanwhile); `write` is the file's framing, write and
+/// syncs on the snapshot thread, while the node goes on.
+pub const SNAPSHOT_DURATION_SECONDS: &str = "conclave_snapshot_duration_seconds";
+pub const SNAPSHOTS_TOTAL: &str = "conclave_snapshots_total";
+pub const SNAPSHOT_BYTES: &str = "conclave_snapshot_bytes";
 
 /// `conclave_proposals_total{outcome}` label values.
 pub const OUTCOME_COMMITTED: &str = "committed";

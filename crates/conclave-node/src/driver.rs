@@ -35,6 +35,8 @@ pub(crate) struct Driver<P: Protocol, L: LogStore, S: StateMachine> {
     pub applied_bytes_since_snapshot: u64,
     pub last_term_applied: u64,
     pub last_leader: Option<conclave_core::NodeId>,
+    /// The role last published, to log changes.
+    pub last_role: Role,
     /// The membership as of the applied index, for snapshot metadata.
     pub membership: conclave_core::Membership,
     /// The snapshot whose file is being written on its own thread, if any.
@@ -47,7 +49,20 @@ pub(crate) struct Driver<P: Protocol, L: LogStore, S: StateMachine> {
 pub(crate) struct SnapshotInFlight {
     /// The command bytes applied when it was taken: those applied later count towards the next.
     bytes_applied_at: u64,
+    /// How long the node thread took to encode it.
+    encoding: Duration,
+    /// When its file started to be written.
+    started: Instant,
     done: tokio::sync::oneshot::Receiver<Result<Snapshot, String>>,
+}
+
+/// A snapshot whose file is written (or failed to be): what `install_snapshot` takes.
+pub(crate) struct SnapshotDone {
+    bytes_applied_at: u64,
+    encoding: Duration,
+    /// How long the file took to write.
+    writing: Duration,
+    result: Result<Snapshot, String>,
 }
 
 /// How long after a failed snapshot (a full disk, say) the next is tried.
@@ -305,7 +320,10 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         {
             return Ok(());
         }
+        let started = Instant::now();
         let data = self.state_machine.read().expect("state machine lock poisoned").snapshot();
+        let encoding = started.elapsed();
+        self.metrics.snapshot_encode.record(encoding.as_secs_f64());
         // The membership in effect at the applied index: the last membership entry applied.
         let meta = SnapshotMeta {
             index: self.applied,
@@ -315,8 +333,10 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         let snapshot = Snapshot { meta, data };
         let Some(writer) = self.store.snapshot_writer() else {
             // A store without snapshot files (in memory) takes it in the installing write.
-            let applied_bytes = self.applied_bytes_since_snapshot;
-            return self.install_snapshot((applied_bytes, Ok(snapshot)));
+            let bytes_applied_at = self.applied_bytes_since_snapshot;
+            let writing = Duration::ZERO;
+            let done = SnapshotDone { bytes_applied_at, encoding, writing, result: Ok(snapshot) };
+            return self.install_snapshot(done);
         };
         let (tx, done) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
@@ -329,6 +349,8 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             Ok(_) => {
                 self.snapshotting = Some(SnapshotInFlight {
                     bytes_applied_at: self.applied_bytes_since_snapshot,
+                    encoding,
+                    started: Instant::now(),
                     done,
                 });
             }
@@ -342,11 +364,8 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
 
     /// A snapshot's file is written (or its encoding failed): records it in the log and hands
     /// it to the protocol, which may then compact its log up to it.
-    fn install_snapshot(
-        &mut self,
-        done: (u64, Result<Snapshot, String>),
-    ) -> Result<(), StorageError> {
-        let (bytes_applied_at, result) = done;
+    fn install_snapshot(&mut self, done: SnapshotDone) -> Result<(), StorageError> {
+        let SnapshotDone { bytes_applied_at, encoding, writing, result } = done;
         let refused = |driver: &mut Self, error: &dyn std::fmt::Display| {
             // The log still holds everything; only compaction waits.
             tracing::error!(%error, "snapshot failed; retrying in {SNAPSHOT_RETRY:?}");
@@ -377,6 +396,16 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         self.applied_bytes_since_snapshot =
             self.applied_bytes_since_snapshot.saturating_sub(bytes_applied_at);
         self.snapshot_retry_at = None;
+        self.metrics.snapshot_write.record(writing.as_secs_f64());
+        self.metrics.snapshots.increment(1);
+        self.metrics.snapshot_bytes.set(snapshot.data.len() as f64);
+        tracing::info!(
+            index = snapshot.meta.index,
+            bytes = snapshot.data.len(),
+            encode_ms = encoding.as_millis() as u64,
+            write_ms = writing.as_millis() as u64,
+            "snapshot saved"
+        );
         self.protocol.snapshot_taken(snapshot);
         Ok(())
     }
@@ -392,7 +421,17 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
                 l.leader_changes.increment(1);
             }
         }
+        if status.leader != self.last_leader || status.role != self.last_role {
+            tracing::info!(
+                role = ?status.role,
+                leader = status.leader.map(|l| l.0),
+                term = status.term,
+                commit = status.commit_index,
+                "role or leader changed"
+            );
+        }
         self.last_leader = status.leader;
+        self.last_role = status.role;
         m.term.set(status.term as f64);
         m.commit_index.set(status.commit_index as f64);
         m.applied_index.set(status.applied_index as f64);
@@ -410,18 +449,21 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
 
 /// The outcome of the snapshot in flight, with the bytes applied when it was taken; never
 /// resolves while none is.
-async fn snapshot_done(
-    in_flight: &mut Option<SnapshotInFlight>,
-) -> (u64, Result<Snapshot, String>) {
+async fn snapshot_done(in_flight: &mut Option<SnapshotInFlight>) -> SnapshotDone {
     let Some(flight) = in_flight.as_mut() else {
         return std::future::pending().await;
     };
     let result = (&mut flight.done)
         .await
         .unwrap_or_else(|_| Err("the snapshot thread ended without an answer".into()));
-    let bytes_applied_at = flight.bytes_applied_at;
+    let done = SnapshotDone {
+        bytes_applied_at: flight.bytes_applied_at,
+        encoding: flight.encoding,
+        writing: flight.started.elapsed(),
+        result,
+    };
     *in_flight = None;
-    (bytes_applied_at, result)
+    done
 }
 
 /// Whether a snapshot is due: `interval` entries (0: never) and as many bytes as the last

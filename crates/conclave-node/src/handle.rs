@@ -92,6 +92,7 @@ where
         applied_bytes_since_snapshot: 0,
         last_term_applied: 0,
         last_leader: None,
+        last_role: conclave_core::Role::Follower,
         membership,
         snapshotting: None,
         snapshot_retry_at: None,

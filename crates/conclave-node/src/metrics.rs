@@ -36,6 +36,13 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Time to obtain a read barrier, by consistency"
     );
+    describe_histogram!(
+        names::SNAPSHOT_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to take a snapshot: encode (on the node thread) or write (on its own thread)"
+    );
+    describe_counter!(names::SNAPSHOTS_TOTAL, "Snapshots this node took and installed");
+    describe_gauge!(names::SNAPSHOT_BYTES, "Encoded size of the last snapshot this node took");
     describe_gauge!(names::COMMIT_INDEX, "Highest index known committed");
     describe_gauge!(names::APPLIED_INDEX, "Highest index applied to the state machine");
     describe_counter!(names::PEER_MESSAGES_SENT_TOTAL, "Protocol messages sent, by peer and kind");
@@ -99,6 +106,10 @@ pub struct NodeMetrics {
     pub fsync_duration: Histogram,
     pub fsyncs: Counter,
     pub members: Gauge,
+    pub snapshot_encode: Histogram,
+    pub snapshot_write: Histogram,
+    pub snapshots: Counter,
+    pub snapshot_bytes: Gauge,
     peers: Mutex<BTreeMap<(u64, &'static str, bool), Counter>>,
     peer_bytes: Mutex<BTreeMap<(u64, bool), Counter>>,
     protocol_series: Mutex<BTreeMap<&'static str, Series>>,
@@ -137,6 +148,10 @@ impl NodeMetrics {
             fsync_duration: histogram!(names::WAL_FSYNC_DURATION_SECONDS, &[p]),
             fsyncs: counter!(names::WAL_FSYNCS_TOTAL, &[p]),
             members: gauge!(names::MEMBERS, &[p]),
+            snapshot_encode: histogram!(names::SNAPSHOT_DURATION_SECONDS, "protocol" => protocol, "stage" => "encode"),
+            snapshot_write: histogram!(names::SNAPSHOT_DURATION_SECONDS, "protocol" => protocol, "stage" => "write"),
+            snapshots: counter!(names::SNAPSHOTS_TOTAL, &[p]),
+            snapshot_bytes: gauge!(names::SNAPSHOT_BYTES, &[p]),
             peers: Mutex::default(),
             peer_bytes: Mutex::default(),
             protocol_series: Mutex::default(),

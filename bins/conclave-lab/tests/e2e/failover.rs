@@ -197,6 +197,25 @@ fn raft_follower_behind_the_compacted_log_catches_up_from_a_snapshot() {
         std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0)
     };
     assert!(snapshots(leader_id) > 0, "the leader wrote snapshot files");
+    // And said so: the snapshot series count them and time both stages.
+    let (_, body) = http_get(cluster.node(leader_id).unwrap().metrics, "/metrics");
+    let sum = |prefix: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(sum("conclave_snapshots_total") >= 1.0, "conclave_snapshots_total: {body}");
+    assert!(sum("conclave_snapshot_bytes") > 1e6, "conclave_snapshot_bytes");
+    for stage in ["encode", "write"] {
+        let count = body
+            .lines()
+            .filter(|l| l.starts_with("conclave_snapshot_duration_seconds_count"))
+            .filter(|l| l.contains(&format!("stage=\"{stage}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        assert!(count >= 1.0, "no {stage} timing in conclave_snapshot_duration_seconds");
+    }
 
     cluster.restart(follower).unwrap();
     let restarted = cluster.node(follower).unwrap().client.to_string();
