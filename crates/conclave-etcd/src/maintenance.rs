@@ -1,6 +1,6 @@
-//! The `Maintenance` service: member status, the alarm list (the space quota's NOSPACE), a key-value hash for
-//! comparing replicas, and snapshots for backups (`etcdctl snapshot save`). Leader transfer is
-//! not offered through this API.
+//! The `Maintenance` service: member status, the alarm list (the space quota's NOSPACE), a
+//! key-value hash for comparing replicas, and snapshots for backups (`etcdctl snapshot save`).
+//! Leader transfer is not offered through this API.
 
 use bytes::Bytes;
 use conclave_core::{ReadConsistency, StateMachine};

@@ -64,9 +64,10 @@ pub fn services(ctx: EtcdContext) -> Routes {
     routes.routes()
 }
 
-/// Serves the etcd API on `listener`, with lease expiry and the compactor beside it, until `shutdown`
-/// completes. Then open watch and keep-alive streams end with UNAVAILABLE ("server stopped",
-/// so clients move to another member), in-flight unary calls finish, and this returns.
+/// Serves the etcd API on `listener`, with lease expiry and the compactor beside it, until
+/// `shutdown` completes. Then open watch and keep-alive streams end with UNAVAILABLE ("server
+/// stopped", so clients move to another member), in-flight unary calls finish, and this
+/// returns.
 pub async fn serve(
     ctx: EtcdContext,
     listener: TcpListener,
