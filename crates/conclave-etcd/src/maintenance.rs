@@ -162,7 +162,12 @@ impl Maintenance for MaintenanceService {
             raft_index: status.commit_index,
             raft_term: status.term,
             raft_applied_index: status.applied_index.max(applied),
-            errors: Vec::new(),
+            // As etcd reports an active alarm (`endpoint status` prints it under ERRORS).
+            errors: if self.ctx.space_alarm.raised() {
+                vec![format!("memberID:{} alarm:NOSPACE ", self.ctx.cluster.member_id)]
+            } else {
+                Vec::new()
+            },
             db_size_in_use: db_size,
             is_learner: false,
         }))

@@ -183,6 +183,8 @@ fn the_space_quota_refuses_writes_until_a_compaction_makes_room() {
     assert!((12..=16).contains(&accepted), "{accepted} puts of 1 KiB fit in 16 KiB");
     let alarms = etcdctl_ok(one, &["alarm", "list"]);
     assert!(alarms.contains("alarm:NOSPACE"), "{alarms}");
+    let status = etcdctl_ok(one, &["endpoint", "status", "-w", "table"]);
+    assert!(status.contains("alarm:NOSPACE"), "endpoint status shows the alarm: {status}");
     // The gauges the ConclaveSpaceQuotaNearlyFull alert divides, updated every second.
     let gauge = |body: &str, name: &str| -> Option<f64> {
         body.lines().find(|l| l.starts_with(name))?.rsplit(' ').next()?.parse().ok()
@@ -214,6 +216,8 @@ fn the_space_quota_refuses_writes_until_a_compaction_makes_room() {
     etcdctl_ok(one, &["compaction", &revision.to_string()]);
     etcdctl_ok(one, &["alarm", "disarm"]);
     assert_eq!(etcdctl_ok(one, &["alarm", "list"]).trim(), "");
+    let status = etcdctl_ok(one, &["endpoint", "status", "-w", "table"]);
+    assert!(!status.contains("NOSPACE"), "{status}");
     etcdctl_ok(one, &["put", "again", "v"]);
     for endpoint in &endpoints {
         etcdctl_ok(std::slice::from_ref(endpoint), &["put", "after", "ok"]);
