@@ -13,7 +13,7 @@
 //! alarm is not replicated and does not outlive the shortage: the next write that fits clears
 //! it, and `alarm disarm` clears it at once.
 
-use conclave_kv::{Command, PutRequest, RECORD_OVERHEAD_BYTES, RequestOp, TxnRequest};
+use conclave_kv::{Command, PutRequest, RECORD_OVERHEAD_BYTES, RequestOp, TxnRequest, held_cost};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What `command` would add to the held history, in the store's own count; 0 for a command
@@ -28,7 +28,7 @@ pub(crate) fn cost(command: &Command) -> u64 {
 }
 
 fn put_cost(put: &PutRequest) -> u64 {
-    (put.key.len() + put.value.len()) as u64 + RECORD_OVERHEAD_BYTES
+    held_cost(&put.key, &put.value)
 }
 
 /// A txn takes one branch: it costs the dearer one (etcd's `costTxn`).

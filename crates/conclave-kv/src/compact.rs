@@ -36,8 +36,8 @@ impl KvStore {
             if history.is_empty() {
                 self.state.index.remove(&key);
             }
-            for revision in &dropped {
-                self.drop_record(revision);
+            for gone in &dropped {
+                self.drop_record(gone);
             }
         }
         self.state.compact_revision = revision;

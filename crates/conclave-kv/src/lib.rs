@@ -50,5 +50,5 @@ pub use request::{
     SortOrder, SortTarget, TxnRequest,
 };
 pub use response::{DeleteRangeResponse, PutResponse, RangeResponse, ResponseOp, TxnResponse};
-pub use store::{EventListener, KvStore, RECORD_OVERHEAD_BYTES};
+pub use store::{EventListener, KvStore, RECORD_OVERHEAD_BYTES, held_cost};
 pub use txn::MAX_TXN_OPS;

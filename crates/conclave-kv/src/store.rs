@@ -85,10 +85,16 @@ pub struct KvStore {
 /// revision, metadata and map entries, roughly.
 pub const RECORD_OVERHEAD_BYTES: u64 = 64;
 
+/// What a revision of `key` holding `value` counts for in [`KvStore::held_bytes`]; the space
+/// quota prices a write with it before proposing it.
+pub fn held_cost(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64 + RECORD_OVERHEAD_BYTES
+}
+
 impl Record {
     /// What this record counts for in [`KvStore::held_bytes`].
     pub(crate) fn cost(&self) -> u64 {
-        (self.kv.key.len() + self.kv.value.len()) as u64 + RECORD_OVERHEAD_BYTES
+        held_cost(&self.kv.key, &self.kv.value)
     }
 }
 
