@@ -35,7 +35,11 @@ impl Paxos {
         }
         let start = self.commit + 1;
         self.role = RoleState::Candidate(Campaign { ballot, start, promises: BTreeMap::new() });
-        self.set_leader(None);
+        // The leader this node followed stays its leader until this campaign wins, or until
+        // this node promises another proposer: a candidate has not promised its ballot to
+        // itself, so it still accepts from that leader, and its callers' requests keep going
+        // there. A false suspicion (a leader slowed by a loaded machine, which the other
+        // members still hear) then fails no request, as with Raft's pre-vote (thesis §9.6).
         self.reset_election_timer();
         for peer in self.configs.members_from(start) {
             if peer != self.id {

@@ -509,3 +509,46 @@ fn a_deposed_leader_answers_its_waiting_callers() {
         ]
     ));
 }
+
+// A follower that suspects its leader wrongly (the leader was only slow) campaigns without
+// failing its callers: its forwarded proposals stay with that leader, new ones keep going
+// there, and hearing the leader again ends the campaign.
+#[test]
+fn a_candidate_keeps_forwarding_to_the_leader_it_followed() {
+    use conclave_core::proposal::Proposal;
+    let mut node = replica(3, PaxosConfig::default());
+    let _ = step(&mut node, 2, Message::Heartbeat { ballot: b(1, 2), tick: 1, commit: 0 });
+    let header = |request: u64| {
+        Proposal { origin: NodeId(1), request: RequestId(request), command: Bytes::from("x") }
+            .encode()
+    };
+    node.propose(RequestId(10), header(10));
+    let _ = node.ready();
+
+    node.campaign();
+    let ready = node.ready();
+    assert!(ready.rejected.is_empty(), "campaigning fails no caller: {:?}", ready.rejected);
+    assert_eq!(node.status().leader, Some(NodeId(2)), "the leader it followed stays its leader");
+    node.propose(RequestId(11), header(11));
+    let ready = node.ready();
+    assert!(ready.rejected.is_empty(), "{:?}", ready.rejected);
+    let forwards: Vec<_> = ready
+        .eager_messages
+        .iter()
+        .filter(|e| matches!(e.msg, Message::Forward { .. }))
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(forwards, vec![NodeId(2)], "a candidate forwards to the leader it followed");
+
+    // The leader is alive after all: the campaign ends and nothing was lost on the way.
+    let entries = vec![
+        Entry::command(1, b(1, 2).to_u64(), header(10)),
+        Entry::command(2, b(1, 2).to_u64(), header(11)),
+    ];
+    let ready =
+        step(&mut node, 2, Message::Accept { ballot: b(1, 2), tick: 2, commit: 2, entries });
+    assert!(ready.rejected.is_empty(), "{:?}", ready.rejected);
+    assert_eq!(ready.committed.len(), 2);
+    assert!(!node.is_leader());
+    assert_eq!(node.status().leader, Some(NodeId(2)));
+}
