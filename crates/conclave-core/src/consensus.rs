@@ -84,9 +84,20 @@ pub trait StateMachine: Send + Sync + 'static {
     /// Encodes the whole state as of [`StateMachine::applied_index`].
     fn snapshot(&self) -> Bytes;
 
+    /// A frozen copy of the state as of [`StateMachine::applied_index`], which encodes to what
+    /// [`StateMachine::snapshot`] returns now, for a caller that encodes on another thread while
+    /// this state machine goes on applying. `None` (the default) when a copy would cost as much
+    /// as the encoding: the caller then calls `snapshot`.
+    fn frozen(&self) -> Option<Frozen> {
+        None
+    }
+
     /// Replaces the whole state with a snapshot's.
     fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> std::result::Result<(), String>;
 }
+
+/// A state machine's state frozen for a snapshot: called once, on any thread, it encodes it.
+pub type Frozen = Box<dyn FnOnce() -> Bytes + Send>;
 
 /// A replicated state machine, whatever the protocol underneath.
 ///

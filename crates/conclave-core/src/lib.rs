@@ -18,7 +18,7 @@ pub mod proposal;
 pub mod protocol;
 pub mod rng;
 
-pub use consensus::{Consensus, Guarantees, ReadConsistency, Role, StateMachine, Status};
+pub use consensus::{Consensus, Frozen, Guarantees, ReadConsistency, Role, StateMachine, Status};
 pub use entry::{Entry, EntryKind, Membership, SnapshotMeta};
 pub use error::{ConsensusError, Result};
 pub use id::{NodeId, RequestId};

@@ -23,9 +23,10 @@ pub const PEER_ROUND_TRIP_SECONDS: &str = "conclave_peer_round_trip_seconds";
 pub const WAL_FSYNC_DURATION_SECONDS: &str = "conclave_wal_fsync_duration_seconds";
 pub const WAL_FSYNCS_TOTAL: &str = "conclave_wal_fsyncs_total";
 pub const MEMBERS: &str = "conclave_members";
-/// `conclave_snapshot_duration_seconds{stage}`: `encode` is the state machine's encoding on the
-/// node thread (the node serves nothing meanwhile); `write` is the file's framing, write and
-/// syncs on the snapshot thread, while the node goes on.
+/// `conclave_snapshot_duration_seconds{stage}`: `pause` is how long the node thread stopped to
+/// freeze the state (the node serves nothing meanwhile); `encode` is the state's encoding and
+/// `write` the file's framing, write and syncs, both on the snapshot thread while the node goes
+/// on (a state machine that cannot freeze is encoded during the pause).
 pub const SNAPSHOT_DURATION_SECONDS: &str = "conclave_snapshot_duration_seconds";
 pub const SNAPSHOTS_TOTAL: &str = "conclave_snapshots_total";
 pub const SNAPSHOT_BYTES: &str = "conclave_snapshot_bytes";

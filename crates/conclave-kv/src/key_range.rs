@@ -22,7 +22,7 @@ pub fn prefix_range_end(prefix: &[u8]) -> Bytes {
     Bytes::from_static(b"\0")
 }
 
-/// Lower and upper bounds over keys, as `BTreeMap::range` takes them.
+/// Lower and upper bounds over keys, as an ordered map's `range` takes them.
 pub(crate) type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
 /// A parsed `key`/`range_end` pair.
@@ -52,8 +52,8 @@ impl KeyRange {
         }
     }
 
-    /// Bounds for `BTreeMap::range`, or `None` when the range is empty (an inverted interval
-    /// would make `BTreeMap::range` panic).
+    /// Bounds for an ordered map's `range`, or `None` when the range is empty (an inverted
+    /// interval would make `range` panic).
     pub fn bounds(&self) -> Option<KeyBounds<'_>> {
         match self {
             Self::Single(k) => Some((Bound::Included(&k[..]), Bound::Included(&k[..]))),

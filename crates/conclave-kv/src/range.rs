@@ -26,7 +26,7 @@ impl KvStore {
         let mut count: i64 = 0;
         let range = KeyRange::new(&req.key, &req.range_end);
         if let Some(bounds) = range.bounds() {
-            for (_, history) in self.state.index.range::<[u8], _>(bounds) {
+            for (_, history) in self.state.index.range::<_, [u8]>(bounds) {
                 let Some(kv) = self.kv_at(history, view) else { continue };
                 count += 1;
                 if kvs.len() < keep {

@@ -5,7 +5,7 @@
 //! in it is ordered, so two replicas that applied the same commands produce identical bytes.
 
 use bytes::Bytes;
-use conclave_core::{SnapshotMeta, StateMachine};
+use conclave_core::{Frozen, SnapshotMeta, StateMachine};
 
 use crate::snapshot_v1::StateV1;
 use crate::store::State;
@@ -35,10 +35,14 @@ impl StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Bytes {
-        // Encoding plain data into a Vec cannot fail.
-        let out = postcard::to_extend(&self.state, vec![SNAPSHOT_FORMAT])
-            .expect("postcard encoding into a Vec is infallible");
-        Bytes::from(out)
+        encode(&self.state)
+    }
+
+    /// The state's maps share their nodes with the copy (copied on write), so this costs a few
+    /// reference counts plus a copy of the leases and the auth state.
+    fn frozen(&self) -> Option<Frozen> {
+        let state = self.state.clone();
+        Some(Box::new(move || encode(&state)))
     }
 
     /// Replaces the whole replicated state with the snapshot's and takes `meta.index` as the
@@ -66,4 +70,11 @@ impl StateMachine for KvStore {
         self.recount_held_bytes();
         Ok(())
     }
+}
+
+fn encode(state: &State) -> Bytes {
+    // Encoding plain data into a Vec cannot fail.
+    let out = postcard::to_extend(state, vec![SNAPSHOT_FORMAT])
+        .expect("postcard encoding into a Vec is infallible");
+    Bytes::from(out)
 }

@@ -30,8 +30,8 @@ impl From<StateV1> for State {
             applied_index: old.applied_index,
             revision: old.revision,
             compact_revision: old.compact_revision,
-            index: old.index,
-            records: old.records,
+            index: old.index.into_iter().collect(),
+            records: old.records.into_iter().collect(),
             leases: old.leases,
             auth: AuthState::default(),
         }

@@ -4,16 +4,19 @@
 //! its revisions grouped into generations) and a record store ordered by revision (revision →
 //! the key's full record at that revision). A read at revision R walks the key index over the
 //! requested range and, per key, looks up the record in force at R. Watch catch-up walks the
-//! record store from a start revision. Both are `BTreeMap`s, so iteration order (and with it
-//! every output and the snapshot encoding) is the same on every replica.
+//! record store from a start revision. Both are ordered maps, so iteration order (and with it
+//! every output and the snapshot encoding) is the same on every replica; both are persistent
+//! (`imbl::OrdMap`: nodes shared between copies, copied on write), so a copy of the whole state
+//! for a snapshot costs a few reference counts, and the snapshot is encoded off the node thread
+//! while writes go on.
 //!
 //! The write path lives in `write.rs`, txns in `txn.rs`, compaction in `compact.rs`, the read
 //! path's sorting and filtering in `range.rs`, and the [`conclave_core::StateMachine`] face in
 //! `snapshot.rs`.
 
 use bytes::Bytes;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use crate::auth::AuthState;
 use crate::key_index::KeyHistory;
@@ -47,11 +50,50 @@ pub(crate) struct State {
     pub revision: i64,
     /// Reads below this revision fail; 0 before the first compaction.
     pub compact_revision: i64,
-    pub index: BTreeMap<Bytes, KeyHistory>,
-    pub records: BTreeMap<Revision, Record>,
+    #[serde(deserialize_with = "ord_map")]
+    pub index: OrdMap<Bytes, KeyHistory>,
+    #[serde(deserialize_with = "ord_map")]
+    pub records: OrdMap<Revision, Record>,
     pub leases: Leases,
     /// Users, roles and whether auth is on.
     pub auth: AuthState,
+}
+
+/// Reads a map entry by entry. imbl's own `Deserialize` reserves room for as many entries as the
+/// input claims, so a corrupt length in a snapshot would abort the process on an allocation of
+/// gigabytes; this reserves nothing, and a short input ends in an error.
+fn ord_map<'de, D, K, V>(deserializer: D) -> Result<OrdMap<K, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    K: Deserialize<'de> + Ord + Clone,
+    V: Deserialize<'de> + Clone,
+{
+    struct Entries<K, V>(std::marker::PhantomData<(K, V)>);
+
+    impl<'de, K, V> serde::de::Visitor<'de> for Entries<K, V>
+    where
+        K: Deserialize<'de> + Ord + Clone,
+        V: Deserialize<'de> + Clone,
+    {
+        type Value = OrdMap<K, V>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut entries: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut map = OrdMap::new();
+            while let Some((key, value)) = entries.next_entry()? {
+                map.insert(key, value);
+            }
+            Ok(map)
+        }
+    }
+
+    deserializer.deserialize_map(Entries(std::marker::PhantomData))
 }
 
 impl Default for State {
@@ -60,8 +102,8 @@ impl Default for State {
             applied_index: 0,
             revision: 1,
             compact_revision: 0,
-            index: BTreeMap::new(),
-            records: BTreeMap::new(),
+            index: OrdMap::new(),
+            records: OrdMap::new(),
             leases: Leases::default(),
             auth: AuthState::default(),
         }

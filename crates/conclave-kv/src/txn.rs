@@ -71,7 +71,7 @@ impl KvStore {
         let range = KeyRange::new(&compare.key, &compare.range_end);
         let mut any = false;
         if let Some(bounds) = range.bounds() {
-            for (_, history) in self.state.index.range::<[u8], _>(bounds) {
+            for (_, history) in self.state.index.range::<_, [u8]>(bounds) {
                 let Some(kv) = self.kv_at(history, view) else { continue };
                 any = true;
                 if !compare_kv(compare, kv) {

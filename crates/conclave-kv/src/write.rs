@@ -121,7 +121,12 @@ impl KvStore {
 
     /// Applies a checked put; `revision` in the response is the batch's.
     pub(crate) fn put_in(&mut self, batch: &mut Batch, req: &PutRequest) -> PutResponse {
-        let prev = self.live_kv(&req.key).cloned();
+        let revision = Revision::new(batch.main, batch.events.len() as i64);
+        // One search of the key index finds the key's current put and records this one.
+        let history = self.state.index.entry(req.key.clone()).or_default();
+        let prev_revision = history.live();
+        history.put(revision);
+        let prev = prev_revision.and_then(|r| self.state.records.get(&r)).map(|r| r.kv.clone());
         let value = match (&prev, req.ignore_value) {
             (Some(prev), true) => prev.value.clone(),
             _ => req.value.clone(),
@@ -130,7 +135,6 @@ impl KvStore {
             (Some(prev), true) => prev.lease,
             _ => req.lease,
         };
-        let revision = Revision::new(batch.main, batch.events.len() as i64);
         let kv = KeyValue {
             key: req.key.clone(),
             create_revision: prev.as_ref().map_or(batch.main, |p| p.create_revision),
@@ -145,9 +149,6 @@ impl KvStore {
         if lease != 0 {
             self.state.leases.attach(lease, &req.key);
         }
-        let history = self.state.index.entry(req.key.clone()).or_default();
-        let prev_revision = history.live();
-        history.put(revision);
         let record = Record { kv: kv.clone(), deleted: false, prev: prev_revision };
         self.hold(revision, record);
         batch.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
@@ -166,7 +167,7 @@ impl KvStore {
             Some(bounds) => self
                 .state
                 .index
-                .range::<[u8], _>(bounds)
+                .range::<_, [u8]>(bounds)
                 .filter(|(_, history)| history.live().is_some())
                 .map(|(key, _)| key.clone())
                 .collect(),

@@ -39,7 +39,7 @@ pub fn describe() {
     describe_histogram!(
         names::SNAPSHOT_DURATION_SECONDS,
         metrics::Unit::Seconds,
-        "Time to take a snapshot: encode (on the node thread) or write (on its own thread)"
+        "Time to take a snapshot: pause (the node thread stopped to freeze the state), encode and write (on the snapshot thread)"
     );
     describe_counter!(names::SNAPSHOTS_TOTAL, "Snapshots this node took and installed");
     describe_gauge!(names::SNAPSHOT_BYTES, "Encoded size of the last snapshot this node took");
@@ -106,6 +106,7 @@ pub struct NodeMetrics {
     pub fsync_duration: Histogram,
     pub fsyncs: Counter,
     pub members: Gauge,
+    pub snapshot_pause: Histogram,
     pub snapshot_encode: Histogram,
     pub snapshot_write: Histogram,
     pub snapshots: Counter,
@@ -148,6 +149,7 @@ impl NodeMetrics {
             fsync_duration: histogram!(names::WAL_FSYNC_DURATION_SECONDS, &[p]),
             fsyncs: counter!(names::WAL_FSYNCS_TOTAL, &[p]),
             members: gauge!(names::MEMBERS, &[p]),
+            snapshot_pause: histogram!(names::SNAPSHOT_DURATION_SECONDS, "protocol" => protocol, "stage" => "pause"),
             snapshot_encode: histogram!(names::SNAPSHOT_DURATION_SECONDS, "protocol" => protocol, "stage" => "encode"),
             snapshot_write: histogram!(names::SNAPSHOT_DURATION_SECONDS, "protocol" => protocol, "stage" => "write"),
             snapshots: counter!(names::SNAPSHOTS_TOTAL, &[p]),

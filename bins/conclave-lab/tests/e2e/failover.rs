@@ -207,7 +207,7 @@ fn raft_follower_behind_the_compacted_log_catches_up_from_a_snapshot() {
     };
     assert!(sum("conclave_snapshots_total") >= 1.0, "conclave_snapshots_total: {body}");
     assert!(sum("conclave_snapshot_bytes") > 1e6, "conclave_snapshot_bytes");
-    for stage in ["encode", "write"] {
+    for stage in ["pause", "encode", "write"] {
         let count = body
             .lines()
             .filter(|l| l.starts_with("conclave_snapshot_duration_seconds_count"))

@@ -142,6 +142,11 @@ fn restore_refuses_garbage_and_keeps_the_listener() {
     assert!(store.restore(&meta, b"").is_err());
     assert!(store.restore(&meta, b"\x09abc").is_err());
     assert!(store.restore(&meta, b"\x01\xff\xff").is_err());
+    // Format 2 claiming 2^32 - 1 keys in four bytes: an error, not an allocation for them all
+    // (which would abort the process).
+    let huge = b"\x02\x00\x02\x00\xff\xff\xff\xff\x0f";
+    let error = store.restore(&meta, huge).unwrap_err();
+    assert!(error.starts_with("malformed kv snapshot"), "{error}");
 
     let heard = Arc::new(Mutex::new(0));
     let sink = heard.clone();
@@ -153,4 +158,22 @@ fn restore_refuses_garbage_and_keeps_the_listener() {
     assert_eq!(store.applied_index(), 5);
     store.apply_command(&Command::Put(PutRequest::new(b("k"), b("v"))));
     assert_eq!(*heard.lock().unwrap(), 1);
+}
+
+// A frozen state encodes, later and on another thread, exactly what a snapshot taken at the
+// moment of freezing holds, whatever the store applied meanwhile.
+#[test]
+fn a_frozen_state_encodes_the_snapshot_of_its_moment() {
+    let mut store = KvStore::new();
+    let first = workload(0);
+    apply_all(&mut store, &first, 1);
+    let expected = store.snapshot();
+    let frozen = store.frozen().expect("the key-value store freezes cheaply");
+
+    let more = workload(1);
+    apply_all(&mut store, &more, 1 + first.len() as u64);
+    assert_ne!(store.snapshot(), expected, "the store moved on");
+
+    let encoded = std::thread::spawn(frozen).join().expect("encoding does not panic");
+    assert_eq!(encoded, expected);
 }
