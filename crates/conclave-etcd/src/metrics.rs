@@ -9,8 +9,10 @@
 //! Histogram buckets are the exporter's to set; use `conclave_core::metrics::LATENCY_BUCKETS`.
 
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tonic::body::Body;
@@ -106,11 +108,84 @@ pub fn describe() {
 pub struct Metered<S> {
     inner: S,
     protocol: &'static str,
+    series: SeriesByMethod,
 }
 
 impl<S> Metered<S> {
     pub fn new(inner: S, protocol: &'static str) -> Self {
-        Self { inner, protocol }
+        Self { inner, protocol, series: SeriesByMethod::default() }
+    }
+}
+
+/// Methods whose series a service keeps at hand; calls to further (unknown) method names are
+/// still recorded, through the registry.
+const CACHED_METHODS: usize = 64;
+
+/// One service's methods' series, registered once and shared by their calls: a call then does
+/// no registry lookup (which hashes every label and allocates the key) on the request path.
+#[derive(Clone, Debug, Default)]
+struct SeriesByMethod(Arc<Mutex<HashMap<String, Arc<MethodSeries>>>>);
+
+impl SeriesByMethod {
+    fn get(
+        &self,
+        service: &'static str,
+        method: &str,
+        protocol: &'static str,
+    ) -> Arc<MethodSeries> {
+        let mut cached = self.0.lock().expect("metrics lock poisoned");
+        if let Some(series) = cached.get(method) {
+            return series.clone();
+        }
+        let series = Arc::new(MethodSeries::new(service, method, protocol));
+        if cached.len() < CACHED_METHODS {
+            cached.insert(method.to_string(), series.clone());
+        }
+        series
+    }
+}
+
+/// The series of one method.
+#[derive(Debug)]
+struct MethodSeries {
+    service: &'static str,
+    method: String,
+    kind: &'static str,
+    protocol: &'static str,
+    started: metrics::Counter,
+    handling: metrics::Histogram,
+    /// `grpc_server_handled_total` by code, registered when a code first occurs.
+    handled: Mutex<[Option<metrics::Counter>; 17]>,
+}
+
+impl MethodSeries {
+    fn new(service: &'static str, method: &str, protocol: &'static str) -> Self {
+        let kind = match method {
+            "Watch" | "LeaseKeepAlive" => "bidi_stream",
+            "Snapshot" => "server_stream",
+            _ => "unary",
+        };
+        let started = metrics::counter!(GRPC_SERVER_STARTED_TOTAL,
+            "grpc_service" => service, "grpc_method" => method.to_string(), "grpc_type" => kind,
+            "protocol" => protocol);
+        let handling = metrics::histogram!(GRPC_SERVER_HANDLING_SECONDS,
+            "grpc_service" => service, "grpc_method" => method.to_string(), "grpc_type" => kind,
+            "protocol" => protocol);
+        let handled = Mutex::new(Default::default());
+        Self { service, method: method.to_string(), kind, protocol, started, handling, handled }
+    }
+
+    fn handled(&self, code: Code) -> metrics::Counter {
+        let mut handled = self.handled.lock().expect("metrics lock poisoned");
+        let slot = (i32::from(code) as usize).min(handled.len() - 1);
+        handled[slot]
+            .get_or_insert_with(|| {
+                metrics::counter!(GRPC_SERVER_HANDLED_TOTAL,
+                    "grpc_service" => self.service, "grpc_method" => self.method.clone(),
+                    "grpc_type" => self.kind, "grpc_code" => code_name(code),
+                    "protocol" => self.protocol)
+            })
+            .clone()
     }
 }
 
@@ -135,8 +210,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
-        let call = Call::start(S::NAME, method, self.protocol);
+        let method = req.uri().path().rsplit('/').next().unwrap_or_default();
+        let call = Call::start(self.series.get(S::NAME, method, self.protocol));
         let response = self.inner.call(req);
         Box::pin(async move {
             let (mut parts, body) = response.await?.into_parts();
@@ -173,26 +248,15 @@ fn resource_exhausted_if_too_large(status: Status) -> Status {
 
 /// One RPC in flight: recorded exactly once, when its status is known or when it is dropped.
 struct Call {
-    service: &'static str,
-    method: String,
-    kind: &'static str,
-    protocol: &'static str,
+    series: Arc<MethodSeries>,
     started: Instant,
     finished: bool,
 }
 
 impl Call {
-    fn start(service: &'static str, method: String, protocol: &'static str) -> Self {
-        let kind = match method.as_str() {
-            "Watch" | "LeaseKeepAlive" => "bidi_stream",
-            "Snapshot" => "server_stream",
-            _ => "unary",
-        };
-        metrics::counter!(GRPC_SERVER_STARTED_TOTAL,
-            "grpc_service" => service, "grpc_method" => method.clone(), "grpc_type" => kind,
-            "protocol" => protocol)
-        .increment(1);
-        Self { service, method, kind, protocol, started: Instant::now(), finished: false }
+    fn start(series: Arc<MethodSeries>) -> Self {
+        series.started.increment(1);
+        Self { series, started: Instant::now(), finished: false }
     }
 
     fn finish(mut self, code: Code) {
@@ -204,14 +268,8 @@ impl Call {
             return;
         }
         self.finished = true;
-        metrics::counter!(GRPC_SERVER_HANDLED_TOTAL,
-            "grpc_service" => self.service, "grpc_method" => self.method.clone(),
-            "grpc_type" => self.kind, "grpc_code" => code_name(code), "protocol" => self.protocol)
-        .increment(1);
-        metrics::histogram!(GRPC_SERVER_HANDLING_SECONDS,
-            "grpc_service" => self.service, "grpc_method" => self.method.clone(),
-            "grpc_type" => self.kind, "protocol" => self.protocol)
-        .record(self.started.elapsed().as_secs_f64());
+        self.series.handled(code).increment(1);
+        self.series.handling.record(self.started.elapsed().as_secs_f64());
     }
 }
 
