@@ -34,7 +34,9 @@ pub enum AutoCompaction {
     /// Keep everything; only clients compact.
     Off,
     /// Keep the last `n` revisions: compact to the current revision minus `n`, in steps of at
-    /// least a tenth of `n` (so that a busy cluster does not propose one compaction per write).
+    /// least a hundredth of `n` (so that a busy cluster does not propose one compaction per
+    /// write), checked ten times a second. Small steps keep each compaction short: every member
+    /// applies it at once, and serves nothing meanwhile (18,000 revisions took 22 ms).
     Revisions(u64),
     /// Keep what was written in the last period: compact to the revision that was current a
     /// period ago, checked ten times per period.
@@ -49,6 +51,10 @@ pub const MIN_PERIOD: Duration = Duration::from_secs(1);
 
 /// How often the compactor looks, at most: once per second.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often it looks in revision mode, where a busy cluster has a step's worth of revisions to
+/// drop many times a second.
+const REVISION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 impl AutoCompaction {
     /// Reads etcd's pair of flags: `mode` is `revision` or `periodic`; `retention` is a number of
@@ -93,7 +99,8 @@ impl AutoCompaction {
     fn check_interval(self) -> Duration {
         match self {
             Self::Period(period) => (period / 10).clamp(Duration::from_millis(100), CHECK_INTERVAL),
-            Self::Off | Self::Revisions(_) => CHECK_INTERVAL,
+            Self::Revisions(_) => REVISION_CHECK_INTERVAL,
+            Self::Off => CHECK_INTERVAL,
         }
     }
 }
@@ -158,7 +165,7 @@ impl Planner {
             AutoCompaction::Revisions(keep) => {
                 let keep = i64::try_from(keep).unwrap_or(i64::MAX);
                 let target = current.saturating_sub(keep);
-                let step = (keep / 10).max(1);
+                let step = (keep / 100).max(1);
                 (target >= compacted.saturating_add(step)).then_some(target)?
             }
             AutoCompaction::Period(period) => {
@@ -269,15 +276,15 @@ mod tests {
     }
 
     #[test]
-    fn revision_mode_keeps_the_last_n_revisions_in_steps_of_a_tenth() {
-        let planner = Planner::new(AutoCompaction::Revisions(100));
+    fn revision_mode_keeps_the_last_n_revisions_in_steps_of_a_hundredth() {
+        let planner = Planner::new(AutoCompaction::Revisions(1000));
         let now = Instant::now();
-        assert_eq!(planner.target(now, 50, 0), None, "fewer revisions than kept");
-        assert_eq!(planner.target(now, 109, 0), None, "not yet a tenth past the window");
-        assert_eq!(planner.target(now, 110, 0), Some(10));
-        assert_eq!(planner.target(now, 115, 10), None);
-        assert_eq!(planner.target(now, 120, 10), Some(20));
-        assert_eq!(planner.target(now, 120, 500), None, "a client compacted further");
+        assert_eq!(planner.target(now, 500, 0), None, "fewer revisions than kept");
+        assert_eq!(planner.target(now, 1009, 0), None, "not yet a hundredth past the window");
+        assert_eq!(planner.target(now, 1010, 0), Some(10));
+        assert_eq!(planner.target(now, 1015, 10), None);
+        assert_eq!(planner.target(now, 1020, 10), Some(20));
+        assert_eq!(planner.target(now, 1020, 5000), None, "a client compacted further");
         let tiny = Planner::new(AutoCompaction::Revisions(1));
         assert_eq!(tiny.target(now, 3, 0), Some(2));
         assert_eq!(tiny.target(now, 2, 0), None, "revision 1 is the empty store's");

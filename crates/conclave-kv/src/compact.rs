@@ -23,11 +23,14 @@ impl KvStore {
         if revision > self.state.revision {
             return Err(KvError::FutureRevision);
         }
-        // Only keys with records below the new point can lose anything.
+        // Only keys with records between the last compaction point and the new one can lose
+        // anything: below the last point each key kept at most its newest put, which stays its
+        // newest below the new point unless the key changed since.
+        let since = Revision::new(self.state.compact_revision, 0);
         let keys: BTreeSet<Bytes> = self
             .state
             .records
-            .range(..Revision::new(revision, 0))
+            .range(since..Revision::new(revision, 0))
             .map(|(_, record)| record.kv.key.clone())
             .collect();
         for key in keys {
