@@ -455,24 +455,35 @@ fn a_leader_steps_down_when_unheard_not_when_answered_late() {
     assert!(node.counters().contains(&("quorum_step_downs_total", 1)));
 }
 
+/// Node 1, following node 2 (leading at ballot 1.2), with nothing proposed yet.
+fn following_node_2() -> Paxos {
+    let mut node = replica(3, PaxosConfig::default());
+    let _ = step(&mut node, 2, Message::Heartbeat { ballot: b(1, 2), tick: 1, commit: 0 });
+    node
+}
+
+/// A command node 1 proposes for its caller `request`, with the header the driver adds.
+fn own_proposal(request: u64) -> Bytes {
+    conclave_core::proposal::Proposal {
+        origin: NodeId(1),
+        request: RequestId(request),
+        command: Bytes::from("x"),
+    }
+    .encode()
+}
+
 // A proposal forwarded to a leader that is then replaced may or may not be chosen: its caller
 // learns that at once (a timeout: outcome unknown) instead of waiting for the request timeout.
 // One seen chosen meanwhile is not refused.
 #[test]
 fn forwarded_proposals_are_answered_as_unknown_when_the_leader_changes() {
-    use conclave_core::proposal::Proposal;
-    let mut node = replica(3, PaxosConfig::default());
-    let _ = step(&mut node, 2, Message::Heartbeat { ballot: b(1, 2), tick: 1, commit: 0 });
-    let header = |request: u64| {
-        Proposal { origin: NodeId(1), request: RequestId(request), command: Bytes::from("x") }
-            .encode()
-    };
-    node.propose(RequestId(10), header(10));
-    node.propose(RequestId(11), header(11));
+    let mut node = following_node_2();
+    node.propose(RequestId(10), own_proposal(10));
+    node.propose(RequestId(11), own_proposal(11));
     let ready = node.ready();
     assert!(ready.rejected.is_empty() && ready.eager_messages.len() == 1);
     // Slot 1 (request 10) is chosen and learned here.
-    let entries = vec![Entry::command(1, b(1, 2).to_u64(), header(10))];
+    let entries = vec![Entry::command(1, b(1, 2).to_u64(), own_proposal(10))];
     let ready =
         step(&mut node, 2, Message::Accept { ballot: b(1, 2), tick: 2, commit: 1, entries });
     assert_eq!(ready.committed.len(), 1);
@@ -515,21 +526,15 @@ fn a_deposed_leader_answers_its_waiting_callers() {
 // there, and hearing the leader again ends the campaign.
 #[test]
 fn a_candidate_keeps_forwarding_to_the_leader_it_followed() {
-    use conclave_core::proposal::Proposal;
-    let mut node = replica(3, PaxosConfig::default());
-    let _ = step(&mut node, 2, Message::Heartbeat { ballot: b(1, 2), tick: 1, commit: 0 });
-    let header = |request: u64| {
-        Proposal { origin: NodeId(1), request: RequestId(request), command: Bytes::from("x") }
-            .encode()
-    };
-    node.propose(RequestId(10), header(10));
+    let mut node = following_node_2();
+    node.propose(RequestId(10), own_proposal(10));
     let _ = node.ready();
 
     node.campaign();
     let ready = node.ready();
     assert!(ready.rejected.is_empty(), "campaigning fails no caller: {:?}", ready.rejected);
     assert_eq!(node.status().leader, Some(NodeId(2)), "the leader it followed stays its leader");
-    node.propose(RequestId(11), header(11));
+    node.propose(RequestId(11), own_proposal(11));
     let ready = node.ready();
     assert!(ready.rejected.is_empty(), "{:?}", ready.rejected);
     let forwards: Vec<_> = ready
@@ -542,8 +547,8 @@ fn a_candidate_keeps_forwarding_to_the_leader_it_followed() {
 
     // The leader is alive after all: the campaign ends and nothing was lost on the way.
     let entries = vec![
-        Entry::command(1, b(1, 2).to_u64(), header(10)),
-        Entry::command(2, b(1, 2).to_u64(), header(11)),
+        Entry::command(1, b(1, 2).to_u64(), own_proposal(10)),
+        Entry::command(2, b(1, 2).to_u64(), own_proposal(11)),
     ];
     let ready =
         step(&mut node, 2, Message::Accept { ballot: b(1, 2), tick: 2, commit: 2, entries });
