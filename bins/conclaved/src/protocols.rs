@@ -4,7 +4,7 @@ use crate::config::{Config, ProtocolName};
 use anyhow::Context;
 use conclave_core::{Membership, NodeId, Recovered};
 use conclave_kv::KvStore;
-use conclave_node::{Inbound, NodeConfig, NodeHandle, Transport};
+use conclave_node::{Inbound, NodeConfig, NodeHandle, NodeRuntime, Transport};
 use conclave_storage::FileStore;
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
@@ -19,6 +19,8 @@ pub struct Parts {
     pub state_machine: Arc<RwLock<KvStore>>,
     pub transport: Arc<dyn Transport>,
     pub inbox: mpsc::Receiver<Inbound>,
+    /// The node thread's runtime, on which the peer links were spawned.
+    pub runtime: NodeRuntime,
 }
 
 impl std::fmt::Debug for Parts {
@@ -47,28 +49,52 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
         config.server.max_request_bytes + conclave_kv::GUARD_OVERHEAD_BYTES;
     node_config.max_pending_requests = config.server.max_pending_requests;
     node_config.snapshot_interval_entries = config.server.snapshot_interval_entries;
-    let Parts { store, recovered, state_machine, transport, inbox } = parts;
+    let Parts { store, recovered, state_machine, transport, inbox, runtime } = parts;
     let handle = match config.protocol {
         ProtocolName::Raft => {
             node_config.tick_interval_ms = config.raft.tick_interval_ms;
             let raft =
                 conclave_raft::Raft::new(id, membership, config.raft.clone(), recovered, seed)
                     .context("cannot start raft from the recovered state")?;
-            conclave_node::spawn(node_config, raft, store, state_machine, transport, inbox)?
+            conclave_node::spawn_on(
+                runtime,
+                node_config,
+                raft,
+                store,
+                state_machine,
+                transport,
+                inbox,
+            )?
         }
         ProtocolName::Paxos => {
             node_config.tick_interval_ms = config.paxos.tick_interval_ms;
             let paxos =
                 conclave_paxos::Paxos::new(id, membership, config.paxos.clone(), recovered, seed)
                     .context("cannot start paxos from the recovered state")?;
-            conclave_node::spawn(node_config, paxos, store, state_machine, transport, inbox)?
+            conclave_node::spawn_on(
+                runtime,
+                node_config,
+                paxos,
+                store,
+                state_machine,
+                transport,
+                inbox,
+            )?
         }
         ProtocolName::Totem => {
             node_config.tick_interval_ms = config.totem.tick_interval_ms;
             let totem =
                 conclave_totem::Totem::new(id, membership, config.totem.clone(), recovered, seed)
                     .context("cannot start totem from the recovered state")?;
-            conclave_node::spawn(node_config, totem, store, state_machine, transport, inbox)?
+            conclave_node::spawn_on(
+                runtime,
+                node_config,
+                totem,
+                store,
+                state_machine,
+                transport,
+                inbox,
+            )?
         }
         ProtocolName::Gossip => {
             node_config.tick_interval_ms = config.gossip.tick_interval_ms;
@@ -84,7 +110,15 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
             let gossip =
                 conclave_gossip::Gossip::new(id, membership, gossip_config, recovered, seed)
                     .context("cannot start gossip from the recovered state")?;
-            conclave_node::spawn(node_config, gossip, store, state_machine, transport, inbox)?
+            conclave_node::spawn_on(
+                runtime,
+                node_config,
+                gossip,
+                store,
+                state_machine,
+                transport,
+                inbox,
+            )?
         }
     };
     Ok(handle)

@@ -7,6 +7,7 @@ use crate::protocols::{self, Parts};
 use anyhow::Context;
 use conclave_core::{Consensus, NodeId, StateMachine, metrics as names};
 use conclave_kv::KvStore;
+use conclave_node::NodeRuntime;
 use conclave_storage::{FileStore, FileStoreOptions};
 use conclave_transport::{Faults, PeerListener, PeerTransport, TransportConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -130,7 +131,9 @@ pub async fn run_with(
     );
     let state_machine = Arc::new(RwLock::new(kv));
 
-    // Transport.
+    // Transport. The peer links run on the node thread's own runtime (see `NodeRuntime`).
+    let runtime = NodeRuntime::new().context("cannot build the node thread's runtime")?;
+    let entered = runtime.handle().enter();
     let transport_config = TransportConfig { tls: tls.peer.clone(), ..TransportConfig::default() };
     let peers: BTreeMap<NodeId, String> =
         config.members.iter().map(|m| (NodeId(m.id), m.peer.to_string())).collect();
@@ -141,6 +144,8 @@ pub async fn run_with(
         Faults::default(),
         config.protocol.as_str(),
     );
+    drop(entered);
+    let node_tasks = runtime.handle().clone();
     let (inbox_tx, inbox) = mpsc::channel(65_536);
 
     let node = Arc::new(protocols::start(
@@ -151,6 +156,7 @@ pub async fn run_with(
             state_machine: state_machine.clone(),
             transport: Arc::new(transport),
             inbox,
+            runtime,
         },
     )?);
     let consensus: Arc<dyn Consensus> = node.clone();
@@ -168,7 +174,7 @@ pub async fn run_with(
     let members: BTreeSet<NodeId> = peers.keys().copied().collect();
     let peer_listener =
         PeerListener::new(id, members, inbox_tx, &transport_config, config.protocol.as_str());
-    let peer_server = tokio::spawn(peer_listener.serve(listeners.peer, peer_stopping));
+    let peer_server = node_tasks.spawn(peer_listener.serve(listeners.peer, peer_stopping));
 
     // Client API.
     let etcd = etcd_context(&config, consensus.clone(), state_machine.clone())?;

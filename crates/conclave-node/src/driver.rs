@@ -121,7 +121,7 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             }
             let processed = match failed {
                 Some(error) => Err(error),
-                None => self.process_ready(),
+                None => self.process_ready().await,
             };
             if let Err(error) = processed {
                 tracing::error!(%error, "storage failed; stopping the node");
@@ -133,6 +133,10 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             if stop_reply.is_some() {
                 break;
             }
+            // Let the tasks that share this thread (the peer links) write what was sent and
+            // read what arrived; without a yield, a busy loop would hold them off until tokio's
+            // cooperative budget ran out.
+            tokio::task::yield_now().await;
         }
         self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         self.waiters.fail_all(ConsensusError::ShuttingDown);
@@ -198,15 +202,15 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
     }
 
     /// Carries out every pending `Ready`, in order.
-    fn process_ready(&mut self) -> Result<(), StorageError> {
+    async fn process_ready(&mut self) -> Result<(), StorageError> {
         while self.protocol.has_ready() {
             let ready = self.protocol.ready();
-            self.handle_ready(ready)?;
+            self.handle_ready(ready).await?;
         }
         Ok(())
     }
 
-    fn handle_ready(&mut self, ready: Ready<P::Message>) -> Result<(), StorageError> {
+    async fn handle_ready(&mut self, ready: Ready<P::Message>) -> Result<(), StorageError> {
         // 1. Persistence: a snapshot from a peer replaces the state machine, then everything
         //    this Ready asks to store is written; it is synced before `messages` leave.
         if let Some(snapshot) = &ready.snapshot {
@@ -231,8 +235,13 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         }
         // 2. Messages that need not wait for the sync (the Raft leader's appends): they travel
         //    while the disk works.
+        let eager = !ready.eager_messages.is_empty();
         self.send_all(ready.eager_messages);
         if must_sync {
+            if eager {
+                // Peer links on this thread write them now, before the sync blocks it.
+                tokio::task::yield_now().await;
+            }
             let started = Instant::now();
             self.store.sync()?;
             self.metrics.fsync_duration.record(started.elapsed().as_secs_f64());

@@ -46,9 +46,52 @@ pub struct NodeHandle {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// The single-threaded tokio runtime a node thread runs on.
+///
+/// Tasks spawned on its [`handle`](Self::handle) run on the node thread itself, between the
+/// driver's batches. A server spawns its peer links there: a message the driver sends is written
+/// to its socket by the same thread, and a message that arrives wakes the node thread straight
+/// from the socket, instead of each crossing to another thread first. On a loaded machine every
+/// such crossing is a wake-up of a sleeping thread; see ARCHITECTURE.md.
+#[derive(Debug)]
+pub struct NodeRuntime {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl NodeRuntime {
+    pub fn new() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Self { runtime })
+    }
+
+    /// Where to spawn tasks that should share the node thread.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime.handle()
+    }
+}
+
 /// Starts a node thread that runs `protocol` with `store`, applying to `state_machine` (already
 /// restored from the recovered snapshot, if any) and talking to peers through `transport`.
 pub fn spawn<P, L, S>(
+    config: NodeConfig,
+    protocol: P,
+    store: L,
+    state_machine: Arc<RwLock<S>>,
+    transport: Arc<dyn Transport>,
+    inbox: mpsc::Receiver<Inbound>,
+) -> std::result::Result<NodeHandle, NodeConfigError>
+where
+    P: Protocol,
+    L: LogStore,
+    S: StateMachine,
+{
+    let runtime = NodeRuntime::new().expect("cannot build the node thread's runtime");
+    spawn_on(runtime, config, protocol, store, state_machine, transport, inbox)
+}
+
+/// [`spawn`] on a runtime made beforehand, whose tasks then share the node thread.
+pub fn spawn_on<P, L, S>(
+    runtime: NodeRuntime,
     config: NodeConfig,
     protocol: P,
     store: L,
@@ -99,13 +142,7 @@ where
     };
     let thread = std::thread::Builder::new()
         .name(format!("conclave-node-{}", config.id))
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .expect("cannot build the node thread's runtime");
-            runtime.block_on(driver.run());
-        })
+        .spawn(move || runtime.runtime.block_on(driver.run()))
         .expect("cannot spawn the node thread");
     // Request ids must not repeat across restarts: entries proposed by an earlier incarnation
     // may still be applied after this one starts, and must not answer its callers.
