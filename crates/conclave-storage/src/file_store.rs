@@ -20,6 +20,11 @@
 //! compaction bound current when it was created — so older segments are never needed for them.
 //! The head is a batch of its own, with its own commit record.
 //!
+//! A segment is preallocated to `segment_size_bytes` when it is created and written in place,
+//! so appends stay within the file's size and an `fdatasync` has no size change to commit; the
+//! unwritten rest reads as zeros, which recovery takes for the end of the log (a zero header is
+//! never a valid record) and which a segment loses when it is sealed.
+//!
 //! A segment is sealed once it has reached `segment_size_bytes` and everything in it is synced:
 //! the first write after such a sync opens the next segment, writes its head and then the
 //! write's batch. Three things follow, and recovery relies on each:
@@ -44,7 +49,7 @@ use bytes::Bytes;
 use conclave_core::{Recovered, Snapshot};
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -200,7 +205,7 @@ impl FileStore {
             None => {
                 let path = wal_dir.join(segment::file_name(1));
                 segments.push(SegmentInfo { sequence: 1, path: path.clone(), max_entry_index: 0 });
-                (create_segment(&path)?, 0, true)
+                (create_segment(&path, &options)?, 0, true)
             }
         };
         let mut store = FileStore {
@@ -371,7 +376,9 @@ impl FileStore {
             return Ok(());
         }
         let path = &self.segments.last().expect("an active segment").path;
-        self.active.write_all(bytes).map_err(|e| StorageError::io("write", path, e))?;
+        self.active
+            .write_all_at(bytes, self.active_len)
+            .map_err(|e| StorageError::io("write", path, e))?;
         self.active_len += bytes.len() as u64;
         self.dirty = true;
         Ok(())
@@ -383,8 +390,20 @@ impl FileStore {
         let sequence = self.segments.last().expect("an active segment").sequence + 1;
         let mut head = Vec::new();
         self.encode_head(sequence, &mut head)?;
+        // The sealed segment loses its preallocated rest, durably, before the next segment
+        // exists: a sealed segment always ends with its last commit record.
+        let sealed = &self.segments.last().expect("an active segment").path;
+        let len = self.active.metadata().map_err(|e| StorageError::io("stat", sealed, e))?.len();
+        if len > self.active_len {
+            self.active
+                .set_len(self.active_len)
+                .map_err(|e| StorageError::io("truncate", sealed, e))?;
+            if !self.options.unsafe_no_fsync {
+                self.active.sync_data().map_err(|e| StorageError::io("fdatasync", sealed, e))?;
+            }
+        }
         let path = self.wal_dir.join(segment::file_name(sequence));
-        self.active = create_segment(&path)?;
+        self.active = create_segment(&path, &self.options)?;
         self.active_len = 0;
         self.wal_dir_dirty = true;
         self.segments.push(SegmentInfo { sequence, path, max_entry_index: 0 });
@@ -508,12 +527,32 @@ fn refuse_lost_history(listed: &[(u64, PathBuf)], snap_dir: &Path) -> Result<(),
     Ok(())
 }
 
-fn create_segment(path: &Path) -> Result<File, StorageError> {
-    fs::OpenOptions::new()
+fn create_segment(path: &Path, options: &FileStoreOptions) -> Result<File, StorageError> {
+    let file = fs::OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .write(true)
         .open(path)
-        .map_err(|e| StorageError::io("create", path, e))
+        .map_err(|e| StorageError::io("create", path, e))?;
+    if options.preallocate {
+        preallocate(&file, path, options.segment_size_bytes);
+    }
+    Ok(file)
+}
+
+/// Reserves the first `len` bytes of `file` on disk; its size grows to at least `len` and the
+/// new bytes read as zeros. Preallocation only saves time, so where it fails (a filesystem
+/// without `fallocate`, a nearly full disk) the store says so and goes on appending.
+fn preallocate(file: &File, path: &Path, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        let len = i64::try_from(len).unwrap_or(i64::MAX);
+        if let Err(errno) = nix::fcntl::fallocate(file, nix::fcntl::FallocateFlags::empty(), 0, len)
+        {
+            tracing::warn!(file = %path.display(), %errno, "cannot preallocate a log segment; appending without it");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, path, len);
 }
 
 /// Replays the segment at `path` into `replay`. For the last segment, also truncates a torn
@@ -541,11 +580,13 @@ fn open_segment(
         return Ok((info, None, end.committed_len));
     }
     let file = fs::OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(path)
         .map_err(|e| StorageError::io("open", path, e))?;
     let kept = end.committed_len;
-    if kept < bytes.len() as u64 {
+    // Zeros at the end are the preallocated rest of the segment, not data.
+    let written = segment::zeros_from(&bytes) as u64;
+    if kept < written {
         let uncommitted = match end.uncommitted_records {
             0 => None,
             n => Some(format!("{n} records of a batch without its commit record")),
@@ -561,16 +602,22 @@ fn open_segment(
         tracing::warn!(
             file = %path.display(),
             offset = kept,
-            dropped_bytes = bytes.len() as u64 - kept,
+            dropped_bytes = written - kept,
             uncommitted_records = end.uncommitted_records,
             %reason,
             "recovered from a torn write-ahead log tail by truncating it back to the last \
              committed batch"
         );
         file.set_len(kept).map_err(|e| StorageError::io("truncate", path, e))?;
+        if options.preallocate {
+            preallocate(&file, path, options.segment_size_bytes);
+        }
         if !options.unsafe_no_fsync {
             file.sync_data().map_err(|e| StorageError::io("fdatasync", path, e))?;
         }
+    } else if options.preallocate {
+        // A segment written by a build that did not preallocate; the open's sync covers it.
+        preallocate(&file, path, options.segment_size_bytes);
     }
     Ok((info, Some(file), kept))
 }

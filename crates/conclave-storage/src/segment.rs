@@ -95,6 +95,10 @@ pub(crate) fn scan(
                         format!("{error} in a sealed segment"),
                     ));
                 }
+                if zeros_from(bytes) <= at {
+                    // The preallocated rest of the active segment, never written.
+                    return Ok(ScanEnd { valid_len: at as u64, torn: None });
+                }
                 if let Some(next) = next_valid_record(bytes, at + 1, max_record_bytes) {
                     return Err(StorageError::corrupt(
                         path,
@@ -109,10 +113,17 @@ pub(crate) fn scan(
     Ok(ScanEnd { valid_len: at as u64, torn: None })
 }
 
-/// The first offset at or after `from` where a whole, valid record starts.
+/// The first offset at or after `from` where a whole, valid record starts. A header of zeros is
+/// never valid, so the search stops where the trailing zeros (a preallocated tail) begin.
 fn next_valid_record(bytes: &[u8], from: usize, max_record_bytes: u64) -> Option<usize> {
-    let last_start = bytes.len().checked_sub(HEADER_BYTES)?;
+    let last_start = bytes.len().checked_sub(HEADER_BYTES)?.min(zeros_from(bytes));
     (from..=last_start).find(|&at| record::decode(&bytes[at..], max_record_bytes).is_ok())
+}
+
+/// Where the run of zero bytes that ends `bytes` begins (`bytes.len()` when the last byte is
+/// not zero).
+pub(crate) fn zeros_from(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1)
 }
 
 #[cfg(test)]
@@ -163,9 +174,37 @@ mod tests {
     fn garbage_after_the_last_record_is_a_torn_tail() {
         let (mut buf, _) = three_records();
         let len = buf.len();
+        buf.extend_from_slice(&[0x2A; 7]);
         buf.extend_from_slice(&[0; 100]);
         let (n, end) = count(&buf, true).unwrap();
         assert_eq!((n, end.valid_len), (3, len as u64));
+        assert!(end.torn.is_some());
+    }
+
+    #[test]
+    fn zeros_after_the_last_record_are_the_preallocated_end() {
+        let (mut buf, _) = three_records();
+        let len = buf.len();
+        buf.extend_from_slice(&[0; 4096]);
+        let (n, end) = count(&buf, true).unwrap();
+        assert_eq!((n, end.valid_len, end.torn), (3, len as u64, None));
+    }
+
+    #[test]
+    fn a_valid_record_after_a_run_of_zeros_is_corruption() {
+        let (mut buf, starts) = three_records();
+        let third = buf[starts[2]..].to_vec();
+        buf.truncate(starts[2]);
+        buf.extend_from_slice(&[0; 64]);
+        buf.extend_from_slice(&third);
+        assert!(matches!(count(&buf, true), Err(StorageError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn zeros_in_a_sealed_segment_are_corruption() {
+        let (mut buf, _) = three_records();
+        buf.extend_from_slice(&[0; 64]);
+        assert!(matches!(count(&buf, false), Err(StorageError::Corrupt { .. })));
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Power loss and corruption for the file store.
 //!
-//! The crash model: at every successful `sync` the test notes each segment's length; a crash
-//! cuts every segment back to that length plus a random prefix of whatever was written after it,
-//! sometimes followed by garbage, and sometimes loses a segment created since (its directory
-//! entry was never synced). Snapshot files are written durably (temp, fsync, rename, fsync dir)
+//! The crash model: at every successful `sync` the test notes how much of each segment was
+//! written; a crash keeps that much plus a random prefix of whatever was written after it, and
+//! either cuts the file there or (a preallocated segment's blocks outliving their contents)
+//! zeroes the rest of what was written; sometimes garbage follows the cut, and sometimes a
+//! segment created since is lost (its directory entry was never synced). Snapshot files are written durably (temp, fsync, rename, fsync dir)
 //! before `write` returns, so they stay whole. After reopening, the store must hold the synced
 //! state plus a prefix of the later writes, each whole — a write is all-or-nothing on recovery —
 //! and exactly the writes whose bytes all survived the cut.
 
-use crate::support::{small_options, wal_lengths};
+use crate::support::{small_options, wal_lengths, written};
 use bytes::Bytes;
 use conclave_core::{DetRng, Entry, Recovered};
 use conclave_storage::conformance::{Model, OwnedBatch, Workload, entries, snapshot};
@@ -16,6 +17,7 @@ use conclave_storage::{FileStore, FileStoreOptions, LogStore, StorageError, Writ
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Cuts the store's segments as a power loss could, given the lengths at the last sync, and
@@ -41,15 +43,18 @@ fn power_loss(
         let kept = durable + rng.range_inclusive(0, len - durable);
         kept_lengths.insert(path.clone(), kept);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.set_len(kept).unwrap();
-        drop(file);
+        if rng.chance(0.5) {
+            file.set_len(kept).unwrap();
+        } else {
+            file.write_all_at(&vec![0; (len - kept) as usize], kept).unwrap();
+        }
         if rng.chance(0.3) {
             let garbage: Vec<u8> = if rng.chance(0.5) {
                 vec![0; rng.range_inclusive(1, 64) as usize]
             } else {
                 (0..rng.range_inclusive(1, 64)).map(|_| rng.next_u64() as u8).collect()
             };
-            OpenOptions::new().append(true).open(&path).unwrap().write_all(&garbage).unwrap();
+            file.write_all_at(&garbage, kept).unwrap();
         }
     }
     kept_lengths
@@ -171,9 +176,15 @@ fn power_loss_keeps_every_synced_write() {
     }
 }
 
+/// Without preallocation: reading a preallocated 64 MiB segment after every write would make this
+/// test minutes long, and the small segments above cover preallocated tails.
 #[test]
 fn power_loss_with_default_segments() {
-    let options = FileStoreOptions { unsafe_no_fsync: true, ..FileStoreOptions::default() };
+    let options = FileStoreOptions {
+        unsafe_no_fsync: true,
+        preallocate: false,
+        ..FileStoreOptions::default()
+    };
     for seed in seeds(500, 15, 100) {
         crash_run(seed, &options);
     }
@@ -220,7 +231,7 @@ fn flipped_byte_in_synced_data_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let pristine = root.path().join("pristine");
     let segment = synced_log(&pristine, 20);
-    let bytes = fs::read(&segment).unwrap();
+    let bytes = written(&segment);
     // The last record is the 20th batch's entries; flips are taken from well before it.
     let limit = bytes.len() - 120;
     let mut rng = DetRng::new(7);
@@ -316,13 +327,20 @@ fn torn_tail_is_truncated_and_the_store_carries_on() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("store");
     let segment = synced_log(&dir, 5);
-    let synced_len = fs::metadata(&segment).unwrap().len();
-    OpenOptions::new().append(true).open(&segment).unwrap().write_all(&[0x2A; 5]).unwrap();
+    let synced_len = written(&segment).len() as u64;
+    OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .write_all_at(&[0x2A; 5], synced_len)
+        .unwrap();
 
     let (mut store, recovered) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
     assert_eq!(recovered.entries.len(), 5);
     assert_eq!(recovered.hard_state.as_deref(), Some(&b"term 5"[..]));
-    assert_eq!(fs::metadata(&segment).unwrap().len(), synced_len, "the torn bytes are gone");
+    assert_eq!(written(&segment).len() as u64, synced_len, "the torn bytes are gone");
+    let preallocated = FileStoreOptions::default().segment_size_bytes;
+    assert_eq!(fs::metadata(&segment).unwrap().len(), preallocated, "preallocated again");
     store.write(&WriteBatch { entries: &entries(6..=6, 6), ..Default::default() }).unwrap();
     store.sync().unwrap();
     drop(store);
@@ -338,10 +356,10 @@ fn damage_in_the_last_record_reads_as_a_torn_tail() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("store");
     let segment = synced_log(&dir, 5);
-    let mut bytes = fs::read(&segment).unwrap();
+    let mut bytes = written(&segment);
     let last = bytes.len() - 3;
     bytes[last] ^= 0x01;
-    fs::write(&segment, &bytes).unwrap();
+    OpenOptions::new().write(true).open(&segment).unwrap().write_all_at(&bytes, 0).unwrap();
     let (_, recovered) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
     assert_eq!(recovered.entries.len(), 4);
     assert_eq!(
@@ -349,7 +367,7 @@ fn damage_in_the_last_record_reads_as_a_torn_tail() {
         Some(&b"term 4"[..]),
         "batch 5's hard state goes with the rest of batch 5"
     );
-    let kept = fs::metadata(&segment).unwrap().len();
+    let kept = written(&segment).len() as u64;
     assert!(kept < bytes.len() as u64 - 10, "the file is cut back to batch 4's commit");
 }
 

@@ -258,3 +258,49 @@ fn rewriting_the_current_snapshot_keeps_it_consistent() {
     let (_, recovered) = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
     assert_eq!(recovered.snapshot, Some(other));
 }
+
+/// Segments are preallocated to their full size and written in place; the store only ever reads
+/// its zeros as the end of the log.
+#[test]
+fn segments_are_preallocated_and_reopen_where_they_ended() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let options = FileStoreOptions { segment_size_bytes: 64 * 1024, ..small_options() };
+    let (mut store, _) = FileStore::open(&dir, options.clone()).unwrap();
+    append_synced(&mut store, 1..=10);
+    drop(store);
+    let (path, written) = wal_lengths(&dir).pop_last().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * 1024, "the segment is preallocated");
+    let (mut store, recovered) = FileStore::open(&dir, options.clone()).unwrap();
+    assert_eq!(recovered.entries, entries(1..=10, 1));
+    assert_eq!(wal_lengths(&dir)[&path], written, "reopening drops nothing and adds nothing");
+    append_synced(&mut store, 11..=20);
+    drop(store);
+    let (_, recovered) = FileStore::open(&dir, options).unwrap();
+    assert_eq!(
+        recovered.entries,
+        entries(1..=20, 1),
+        "appends after a reopen go where the log ended"
+    );
+}
+
+/// A segment preallocated under a larger `segment_size_bytes` is sealed early when the size is
+/// lowered, and loses its zeros when sealed: a sealed segment ends with its last commit record.
+#[test]
+fn a_segment_sealed_before_its_preallocated_size_loses_its_zeros() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let large = FileStoreOptions { segment_size_bytes: 64 * 1024, ..small_options() };
+    let (mut store, _) = FileStore::open(&dir, large).unwrap();
+    append_synced(&mut store, 1..=5);
+    drop(store);
+    let (mut store, _) = FileStore::open(&dir, small_options()).unwrap();
+    append_synced(&mut store, 6..=200);
+    drop(store);
+    let segments = files_in(&dir.join("wal"), ".log");
+    assert!(segments.len() >= 3, "small segments roll: {segments:?}");
+    let (first, len) = segments.first_key_value().unwrap();
+    assert_eq!(*len, wal_lengths(&dir)[first], "no zeros after the first segment's last record");
+    let (_, recovered) = FileStore::open(&dir, small_options()).unwrap();
+    assert_eq!(recovered.entries, entries(1..=200, 1));
+}

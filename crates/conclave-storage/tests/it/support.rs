@@ -68,9 +68,24 @@ impl Harness for MemHarness {
     }
 }
 
-/// The write-ahead log's segments under a store directory, with their lengths.
+/// The write-ahead log's segments under a store directory, with how many bytes of each were
+/// written: the zeros of a segment's preallocated rest do not count.
 pub fn wal_lengths(dir: &Path) -> BTreeMap<PathBuf, u64> {
     files_in(&dir.join("wal"), ".log")
+        .into_keys()
+        .map(|path| {
+            let len = written(&path).len() as u64;
+            (path, len)
+        })
+        .collect()
+}
+
+/// A segment's bytes without its preallocated rest (the zeros that end it).
+pub fn written(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).expect("read a segment");
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+    bytes.truncate(end);
+    bytes
 }
 
 /// Files in `dir` whose names end in `suffix`, with their lengths.
