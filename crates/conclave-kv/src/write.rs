@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use crate::key_index::KeyHistory;
 use crate::key_range::KeyRange;
 use crate::kv::Revision;
 use crate::store::Record;
@@ -122,10 +123,21 @@ impl KvStore {
     /// Applies a checked put; `revision` in the response is the batch's.
     pub(crate) fn put_in(&mut self, batch: &mut Batch, req: &PutRequest) -> PutResponse {
         let revision = Revision::new(batch.main, batch.events.len() as i64);
-        // One search of the key index finds the key's current put and records this one.
-        let history = self.state.index.entry(req.key.clone()).or_default();
-        let prev_revision = history.live();
-        history.put(revision);
+        // One search of the key index finds the key's current put and records this one (imbl's
+        // `entry` would search twice).
+        let prev_revision = match self.state.index.get_mut(&req.key) {
+            Some(history) => {
+                let live = history.live();
+                history.put(revision);
+                live
+            }
+            None => {
+                let mut history = KeyHistory::default();
+                history.put(revision);
+                self.state.index.insert(req.key.clone(), history);
+                None
+            }
+        };
         let prev = prev_revision.and_then(|r| self.state.records.get(&r)).map(|r| r.kv.clone());
         let value = match (&prev, req.ignore_value) {
             (Some(prev), true) => prev.value.clone(),
