@@ -20,6 +20,7 @@ mod election;
 mod error;
 mod follower;
 mod forwarded;
+mod forwarded_reads;
 mod hard_state;
 mod leadership;
 mod log;

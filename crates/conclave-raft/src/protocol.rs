@@ -64,6 +64,7 @@ impl Protocol for Raft {
             || !out.messages.is_empty()
             || !out.reads.is_empty()
             || !out.rejected.is_empty()
+            || self.forwarded_reads.has_queued()
             || self.hard_state() != self.persisted
             || self.log.has_unstable()
             || self.commit > self.applied
@@ -75,6 +76,7 @@ impl Protocol for Raft {
 
     fn ready(&mut self) -> Ready<RaftMessage> {
         self.flush_leader();
+        self.flush_follower_reads();
         // Field order is the order the driver carries them out in.
         let snapshot = self.out.snapshot.take();
         let hard_state = self.hard_state();

@@ -85,6 +85,8 @@ pub struct Raft {
     pub(crate) counters: Counters,
     /// Forwarded proposals already appended, to drop duplicates.
     pub(crate) forwarded_seen: crate::forwarded::ForwardedSeen,
+    /// Reads taken as a follower, batched for the leader.
+    pub(crate) forwarded_reads: crate::forwarded_reads::ForwardedReads,
 }
 
 impl Raft {
@@ -164,6 +166,7 @@ impl Raft {
             out: Outbox::default(),
             counters: Counters::default(),
             forwarded_seen: Default::default(),
+            forwarded_reads: Default::default(),
         };
         raft.reset_election_timer();
         Ok(raft)

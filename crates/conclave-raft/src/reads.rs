@@ -15,10 +15,40 @@ impl Raft {
             return self.leader_read(ReadOrigin::Local(request));
         }
         match (self.state, self.leader) {
-            (crate::raft::State::Follower, Some(leader)) => {
-                self.send(leader, RaftMessage::ReadIndex { request })
-            }
+            (crate::raft::State::Follower, Some(_)) => self.forwarded_reads.queue(request),
             _ => self.reject(request, ConsensusError::NotLeader { leader: None }),
+        }
+    }
+
+    /// Sends the follower's queued reads to the leader as one batch (see `forwarded_reads`),
+    /// and refuses the reads of batches that will get no answer: sent to a replica that is no
+    /// longer the leader, or unanswered for longer than a leader may be silent.
+    pub(crate) fn flush_follower_reads(&mut self) {
+        let leader = match (self.state, self.leader) {
+            (crate::raft::State::Follower, Some(leader)) => Some(leader),
+            _ => None,
+        };
+        if self.forwarded_reads.in_flight() {
+            let patience = 2 * self.ticks.election_max;
+            let abandoned = self.forwarded_reads.abandon(leader, self.now.saturating_sub(patience));
+            for request in abandoned {
+                self.reject(request, ConsensusError::NotLeader { leader });
+            }
+        }
+        if !self.forwarded_reads.has_queued() {
+            return;
+        }
+        match leader {
+            Some(leader) => {
+                if let Some(request) = self.forwarded_reads.send(leader, self.now) {
+                    self.send(leader, RaftMessage::ReadIndex { request });
+                }
+            }
+            None => {
+                for request in self.forwarded_reads.take_queued() {
+                    self.reject(request, ConsensusError::NotLeader { leader: None });
+                }
+            }
         }
     }
 
@@ -114,9 +144,11 @@ impl Raft {
         index: Option<u64>,
         leader: Option<NodeId>,
     ) {
-        match index {
-            Some(index) => self.out.reads.push(ReadState { request, index }),
-            None => self.reject(request, ConsensusError::NotLeader { leader }),
+        for request in self.forwarded_reads.answered(request) {
+            match index {
+                Some(index) => self.out.reads.push(ReadState { request, index }),
+                None => self.reject(request, ConsensusError::NotLeader { leader }),
+            }
         }
     }
 

@@ -93,6 +93,55 @@ fn follower_reads_go_through_the_leader() {
     assert_eq!(lone.node(2).rejected, vec![Rejection { request, error: not_leader }]);
 }
 
+// The reads a follower takes between two Readys share one ReadIndex and its one answer.
+#[test]
+fn a_follower_forwards_its_queued_reads_as_one_read_index() {
+    let mut net = Network::new(3, config());
+    net.elect(1);
+    net.propose(1, "x");
+    net.deliver_all();
+    let requests: Vec<_> = (0..5).map(|_| net.read(3)).collect();
+    net.deliver_all();
+    let expected: Vec<_> =
+        requests.iter().map(|&request| ReadState { request, index: 2 }).collect();
+    assert_eq!(net.node(3).reads, expected);
+    let read_index = |m: &RaftMessage| matches!(m, RaftMessage::ReadIndex { .. });
+    let response = |m: &RaftMessage| matches!(m, RaftMessage::ReadIndexResponse { .. });
+    assert_eq!(net.delivered.iter().filter(|(_, _, m)| read_index(m)).count(), 1);
+    assert_eq!(net.delivered.iter().filter(|(_, _, m)| response(m)).count(), 1);
+}
+
+// A batch sent to a leader that is deposed before it answers is refused, not left to time out.
+#[test]
+fn forwarded_reads_are_refused_when_the_leader_changes() {
+    let mut net = Network::new(3, config());
+    net.elect(1);
+    net.propose(1, "x");
+    net.deliver_all();
+    let request = net.read(3);
+    net.process(NodeId(3));
+    // The batch is on its way to replica 1; replica 2 wins an election first.
+    net.queue.retain(|(_, _, m)| !matches!(m, RaftMessage::ReadIndex { .. }));
+    net.isolate(1);
+    for _ in 0..100 {
+        for id in 2..=3 {
+            net.raft_mut(id).tick();
+        }
+        net.deliver_all();
+        if net.leader().is_some_and(|l| l != 1) {
+            break;
+        }
+    }
+    net.process_all();
+    let refused = net.node(3).rejected.iter().find(|r| r.request == request);
+    assert!(
+        matches!(refused, Some(Rejection { error: ConsensusError::NotLeader { .. }, .. })),
+        "{:?}",
+        net.node(3).rejected
+    );
+    assert!(net.node(3).reads.is_empty());
+}
+
 /// Replica 1 leads, is cut off, and the others elect a new leader that commits a write.
 fn deposed_leader(config: RaftConfig) -> Network {
     let mut net = Network::new(3, config.clone());
