@@ -5,6 +5,32 @@ use crate::network::{Network, config};
 use conclave_core::{ConsensusError, NodeId, Protocol, ReadState, Rejection, Role};
 use conclave_raft::{PlantedBug, RaftConfig, RaftMessage};
 
+/// Replica 1 leads and has committed one write (index 2, after its no-op).
+fn leading_with_one_write(config: RaftConfig) -> Network {
+    let mut net = Network::new(3, config);
+    net.elect(1);
+    net.propose(1, "x");
+    net.deliver_all();
+    net
+}
+
+/// Cuts replica 1 off and lets the others elect a leader among themselves.
+fn elect_without_1(net: &mut Network) -> u64 {
+    net.isolate(1);
+    for _ in 0..100 {
+        for id in 2..=3 {
+            net.raft_mut(id).tick();
+        }
+        net.deliver_all();
+        if net.leader().is_some_and(|l| l != 1) {
+            break;
+        }
+    }
+    let new_leader = net.leader().unwrap();
+    assert_ne!(new_leader, 1);
+    new_leader
+}
+
 fn heartbeats_sent(net: &Network) -> usize {
     net.delivered.iter().filter(|(_, _, m)| matches!(m, RaftMessage::Heartbeat { .. })).count()
 }
@@ -13,10 +39,7 @@ fn heartbeats_sent(net: &Network) -> usize {
 // heartbeat round acknowledged by a majority, then answers with that index.
 #[test]
 fn read_index_confirms_leadership_with_one_round() {
-    let mut net = Network::new(3, config());
-    net.elect(1);
-    net.propose(1, "x");
-    net.deliver_all();
+    let mut net = leading_with_one_write(config());
     let request = net.read(1);
     net.process(NodeId(1));
     // The round goes out as heartbeats carrying a new round number; nothing is answered yet.
@@ -74,10 +97,7 @@ fn reads_wait_for_the_leaders_first_commit() {
 // the index; the follower serves once it has applied that far.
 #[test]
 fn follower_reads_go_through_the_leader() {
-    let mut net = Network::new(3, config());
-    net.elect(1);
-    net.propose(1, "x");
-    net.deliver_all();
+    let mut net = leading_with_one_write(config());
     let request = net.read(3);
     net.deliver_all();
     assert_eq!(net.node(3).reads, vec![ReadState { request, index: 2 }]);
@@ -96,10 +116,7 @@ fn follower_reads_go_through_the_leader() {
 // The reads a follower takes between two Readys share one ReadIndex and its one answer.
 #[test]
 fn a_follower_forwards_its_queued_reads_as_one_read_index() {
-    let mut net = Network::new(3, config());
-    net.elect(1);
-    net.propose(1, "x");
-    net.deliver_all();
+    let mut net = leading_with_one_write(config());
     let requests: Vec<_> = (0..5).map(|_| net.read(3)).collect();
     net.deliver_all();
     let expected: Vec<_> =
@@ -114,24 +131,12 @@ fn a_follower_forwards_its_queued_reads_as_one_read_index() {
 // A batch sent to a leader that is deposed before it answers is refused, not left to time out.
 #[test]
 fn forwarded_reads_are_refused_when_the_leader_changes() {
-    let mut net = Network::new(3, config());
-    net.elect(1);
-    net.propose(1, "x");
-    net.deliver_all();
+    let mut net = leading_with_one_write(config());
     let request = net.read(3);
     net.process(NodeId(3));
     // The batch is on its way to replica 1; replica 2 wins an election first.
     net.queue.retain(|(_, _, m)| !matches!(m, RaftMessage::ReadIndex { .. }));
-    net.isolate(1);
-    for _ in 0..100 {
-        for id in 2..=3 {
-            net.raft_mut(id).tick();
-        }
-        net.deliver_all();
-        if net.leader().is_some_and(|l| l != 1) {
-            break;
-        }
-    }
+    elect_without_1(&mut net);
     net.process_all();
     let refused = net.node(3).rejected.iter().find(|r| r.request == request);
     assert!(
@@ -144,23 +149,10 @@ fn forwarded_reads_are_refused_when_the_leader_changes() {
 
 /// Replica 1 leads, is cut off, and the others elect a new leader that commits a write.
 fn deposed_leader(config: RaftConfig) -> Network {
-    let mut net = Network::new(3, config.clone());
-    net.strict = config.planted_bug.is_none();
-    net.elect(1);
-    net.propose(1, "old");
-    net.deliver_all();
-    net.isolate(1);
-    for _ in 0..100 {
-        for id in 2..=3 {
-            net.raft_mut(id).tick();
-        }
-        net.deliver_all();
-        if net.leader().is_some_and(|l| l != 1) {
-            break;
-        }
-    }
-    let new_leader = net.leader().unwrap();
-    assert_ne!(new_leader, 1);
+    let strict = config.planted_bug.is_none();
+    let mut net = leading_with_one_write(config);
+    net.strict = strict;
+    let new_leader = elect_without_1(&mut net);
     net.propose(new_leader, "new");
     net.deliver_all();
     assert_eq!(net.raft(new_leader).commit_index(), 4);
