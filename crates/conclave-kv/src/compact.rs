@@ -6,8 +6,6 @@
 //! next change); a key whose newest record below C is a delete is forgotten up to there. So a
 //! watch may still start at C itself and replay every event from C on.
 
-use std::collections::BTreeSet;
-
 use bytes::Bytes;
 
 use crate::kv::Revision;
@@ -27,12 +25,14 @@ impl KvStore {
         // anything: below the last point each key kept at most its newest put, which stays its
         // newest below the new point unless the key changed since.
         let since = Revision::new(self.state.compact_revision, 0);
-        let keys: BTreeSet<Bytes> = self
+        let mut keys: Vec<Bytes> = self
             .state
             .records
             .range(since..Revision::new(revision, 0))
             .map(|(_, record)| record.kv.key.clone())
             .collect();
+        keys.sort_unstable();
+        keys.dedup();
         for key in keys {
             let Some(history) = self.state.index.get_mut(&key) else { continue };
             let dropped = history.compact(revision);
