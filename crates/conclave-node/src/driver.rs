@@ -230,7 +230,10 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             self.membership = snapshot.meta.membership.clone();
         }
         let must_sync = ready.must_sync();
-        if ready.must_write() {
+        // What needs no sync (a hard state that moved only in its commit index, a compaction
+        // bound) is written after the callers are answered: a crash may lose it either way.
+        let lazy_write = !must_sync && ready.must_write();
+        if must_sync {
             self.store.write(&WriteBatch::from_ready(&ready))?;
         }
         // 2. Messages that need not wait for the sync (the Raft leader's appends): they travel
@@ -262,6 +265,13 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
             self.waiters.fail(rejection.request, rejection.error);
         }
         self.waiters.applied(self.applied);
+        if lazy_write {
+            self.store.write(&WriteBatch {
+                hard_state: ready.hard_state.as_deref(),
+                compact_to: ready.compact_to,
+                ..WriteBatch::default()
+            })?;
+        }
         // 6. Everything the Ready asked for is done.
         self.protocol.advance();
         self.maybe_snapshot()
