@@ -16,7 +16,8 @@ fn first_violation(config: &SimConfig, seeds: u64) -> Option<(u64, Violation)> {
 // Reference: Raft §5.4.2 and Figure 8. A leader that commits an entry of an earlier term by
 // counting replicas can lose it to a later leader. Leader churn (new leaders crashing or being
 // cut off moments after their election, some at their first writes) builds the figure; three
-// nodes and a long fault period make it come within a few dozen seeds.
+// nodes and a long fault period make it come within a few hundred seeds (the first at seed 482
+// since followers batch their reads, which changed every schedule; before, within 200).
 #[test]
 fn committing_a_previous_term_by_counting_is_caught() {
     let config = SimConfig {
@@ -25,7 +26,7 @@ fn committing_a_previous_term_by_counting_is_caught() {
         plant: Some("commit-previous-term-by-counting".into()),
         ..super::config()
     };
-    let (seed, violation) = first_violation(&config, 200).expect("caught within 200 seeds");
+    let (seed, violation) = first_violation(&config, 1000).expect("caught within 1000 seeds");
     let caught_by = ["raft invariant", "state machine safety", "linearizability"];
     assert!(caught_by.contains(&violation.check.as_str()), "seed {seed}: {violation}");
 }
