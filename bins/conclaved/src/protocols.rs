@@ -56,7 +56,7 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
             let raft =
                 conclave_raft::Raft::new(id, membership, config.raft.clone(), recovered, seed)
                     .context("cannot start raft from the recovered state")?;
-            conclave_node::spawn_on(
+            conclave_node::spawn(
                 runtime,
                 node_config,
                 raft,
@@ -71,7 +71,7 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
             let paxos =
                 conclave_paxos::Paxos::new(id, membership, config.paxos.clone(), recovered, seed)
                     .context("cannot start paxos from the recovered state")?;
-            conclave_node::spawn_on(
+            conclave_node::spawn(
                 runtime,
                 node_config,
                 paxos,
@@ -86,7 +86,7 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
             let totem =
                 conclave_totem::Totem::new(id, membership, config.totem.clone(), recovered, seed)
                     .context("cannot start totem from the recovered state")?;
-            conclave_node::spawn_on(
+            conclave_node::spawn(
                 runtime,
                 node_config,
                 totem,
@@ -110,7 +110,7 @@ pub fn start(config: &Config, parts: Parts) -> anyhow::Result<NodeHandle> {
             let gossip =
                 conclave_gossip::Gossip::new(id, membership, gossip_config, recovered, seed)
                     .context("cannot start gossip from the recovered state")?;
-            conclave_node::spawn_on(
+            conclave_node::spawn(
                 runtime,
                 node_config,
                 gossip,

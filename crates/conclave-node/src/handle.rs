@@ -70,27 +70,10 @@ impl NodeRuntime {
     }
 }
 
-/// Starts a node thread that runs `protocol` with `store`, applying to `state_machine` (already
-/// restored from the recovered snapshot, if any) and talking to peers through `transport`.
+/// Starts a node thread on `runtime` (whose tasks, spawned before or after, share the thread)
+/// that runs `protocol` with `store`, applying to `state_machine` (already restored from the
+/// recovered snapshot, if any) and talking to peers through `transport`.
 pub fn spawn<P, L, S>(
-    config: NodeConfig,
-    protocol: P,
-    store: L,
-    state_machine: Arc<RwLock<S>>,
-    transport: Arc<dyn Transport>,
-    inbox: mpsc::Receiver<Inbound>,
-) -> std::result::Result<NodeHandle, NodeConfigError>
-where
-    P: Protocol,
-    L: LogStore,
-    S: StateMachine,
-{
-    let runtime = NodeRuntime::new().expect("cannot build the node thread's runtime");
-    spawn_on(runtime, config, protocol, store, state_machine, transport, inbox)
-}
-
-/// [`spawn`] on a runtime made beforehand, whose tasks then share the node thread.
-pub fn spawn_on<P, L, S>(
     runtime: NodeRuntime,
     config: NodeConfig,
     protocol: P,

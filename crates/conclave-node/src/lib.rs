@@ -18,5 +18,5 @@ mod transport;
 mod waiters;
 
 pub use config::{NodeConfig, NodeConfigError};
-pub use handle::{NodeHandle, NodeRuntime, spawn, spawn_on};
+pub use handle::{NodeHandle, NodeRuntime, spawn};
 pub use transport::{ChannelNetwork, Inbound, Transport};
