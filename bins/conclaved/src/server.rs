@@ -131,7 +131,8 @@ pub async fn run_with(
     );
     let state_machine = Arc::new(RwLock::new(kv));
 
-    // Transport. The peer links run on the node thread's own runtime (see `NodeRuntime`).
+    // Transport. The peer links run on the node thread's own runtime (see `NodeRuntime`), as
+    // does the client API below.
     let runtime = NodeRuntime::new().context("cannot build the node thread's runtime")?;
     let entered = runtime.handle().enter();
     let transport_config = TransportConfig { tls: tls.peer.clone(), ..TransportConfig::default() };
@@ -176,9 +177,10 @@ pub async fn run_with(
         PeerListener::new(id, members, inbox_tx, &transport_config, config.protocol.as_str());
     let peer_server = node_tasks.spawn(peer_listener.serve(listeners.peer, peer_stopping));
 
-    // Client API.
+    // Client API, on the node thread too: a request reaches the node, and its answer the
+    // connection, without waking another thread (ARCHITECTURE.md, "The node thread").
     let etcd = etcd_context(&config, consensus.clone(), state_machine.clone())?;
-    let client_server = tokio::spawn(conclave_etcd::serve_with_tls(
+    let client_server = node_tasks.spawn(conclave_etcd::serve_with_tls(
         etcd,
         listeners.client,
         tls.client.clone(),
@@ -189,7 +191,17 @@ pub async fn run_with(
     let endpoints = http::Endpoints { metrics: metrics_handle, consensus: consensus.clone() };
     let http_server = tokio::spawn(http::serve(listeners.metrics, endpoints, stopped()));
 
-    shutdown.await;
+    tokio::select! {
+        () = shutdown => {}
+        () = node.ended() => {
+            // Storage failed or the node thread panicked (logged above). The client API ran on
+            // that thread and is gone with it: exit, so that a supervisor restarts the member
+            // from its durable state instead of leaving a port that accepts and never answers.
+            let _ = stop_tx.send(true);
+            let _ = http_server.await;
+            anyhow::bail!("the node stopped on its own; see the errors above");
+        }
+    }
     tracing::info!("shutdown requested: draining clients, then stopping the node");
     let _ = stop_tx.send(true);
     // Clients first, so that no new request arrives; then the node fails what is still in

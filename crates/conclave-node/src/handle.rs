@@ -44,15 +44,29 @@ pub struct NodeHandle {
     next_request: AtomicU64,
     config: NodeConfig,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Turns true when the node thread has ended, however it ended.
+    ended: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Tells the handle's watchers that the node thread ended, when dropped: on return and on a
+/// panic's unwinding alike.
+struct EndSignal(tokio::sync::watch::Sender<bool>);
+
+impl Drop for EndSignal {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// The single-threaded tokio runtime a node thread runs on.
 ///
 /// Tasks spawned on its [`handle`](Self::handle) run on the node thread itself, between the
-/// driver's batches. A server spawns its peer links there: a message the driver sends is written
-/// to its socket by the same thread, and a message that arrives wakes the node thread straight
-/// from the socket, instead of each crossing to another thread first. On a loaded machine every
-/// such crossing is a wake-up of a sleeping thread; see ARCHITECTURE.md.
+/// driver's batches. A server spawns its peer links and its client API there: a message the
+/// driver sends is written to its socket by the same thread, and a message or request that
+/// arrives wakes the node thread straight from the socket, instead of each crossing to another
+/// thread first. On a loaded machine every such crossing is a wake-up of a sleeping thread; see
+/// ARCHITECTURE.md. Work that takes long (password hashing, snapshot files) belongs on
+/// `spawn_blocking`, which this runtime has, not on its tasks.
 #[derive(Debug)]
 pub struct NodeRuntime {
     runtime: tokio::runtime::Runtime,
@@ -123,9 +137,15 @@ where
         snapshotting: None,
         snapshot_retry_at: None,
     };
+    let (ended_tx, ended) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new()
         .name(format!("conclave-node-{}", config.id))
-        .spawn(move || runtime.runtime.block_on(driver.run()))
+        .spawn(move || {
+            let _end = EndSignal(ended_tx);
+            runtime.runtime.block_on(driver.run());
+            // The tasks spawned on the runtime (peer links, the client API) stop with it here.
+            drop(runtime);
+        })
         .expect("cannot spawn the node thread");
     // Request ids must not repeat across restarts: entries proposed by an earlier incarnation
     // may still be applied after this one starts, and must not answer its callers.
@@ -143,6 +163,7 @@ where
         next_request: AtomicU64::new(first_id),
         config,
         thread: Mutex::new(Some(thread)),
+        ended,
     })
 }
 
@@ -173,6 +194,14 @@ impl NodeHandle {
     /// The protocol this node runs.
     pub fn protocol(&self) -> &'static str {
         self.protocol
+    }
+
+    /// Completes once the node thread has ended: after [`Consensus::shutdown`], or on its own
+    /// when storage failed or the thread panicked. The tasks on its [`NodeRuntime`] (a
+    /// server's peer links and client API) have stopped by then.
+    pub async fn ended(&self) {
+        let mut ended = self.ended.clone();
+        let _ = ended.wait_for(|ended| *ended).await;
     }
 }
 

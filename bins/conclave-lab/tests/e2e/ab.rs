@@ -12,6 +12,25 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 /// Runs `conclave-lab ab ARGS --out DIR` with a deadline; fails the test on a non-zero exit.
+/// The last lines of every node log under a run's output folder, for a failure message.
+fn node_log_tails(out: &Path) -> String {
+    let mut tails = String::new();
+    for run in std::fs::read_dir(out.join("nodes")).into_iter().flatten().flatten() {
+        for log in std::fs::read_dir(run.path()).into_iter().flatten().flatten() {
+            let path = log.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                tails += &format!("== {}\n", path.display());
+                for line in &lines[lines.len().saturating_sub(15)..] {
+                    tails += &format!("{line}\n");
+                }
+            }
+        }
+    }
+    tails
+}
+
 fn ab(out: &Path, args: &[&str]) -> (Results, String) {
     let mut command = Command::new(node_binary());
     command.arg("ab").args(args).arg("--out").arg(out).arg("--seed").arg("7");
@@ -153,7 +172,11 @@ fn scenario(protocol: &str) {
     assert_eq!(run.faults.len(), 2, "{:?}", run.faults);
     assert!(run.faults.iter().all(|f| f.event.healed_ms.is_some() && f.event.note.is_none()));
     assert!(run.faults.iter().all(|f| f.recovered), "{protocol}: writes never resumed");
-    assert!(run.verdict.convergence_ms.is_some(), "{protocol}: replicas did not converge");
+    assert!(
+        run.verdict.convergence_ms.is_some(),
+        "{protocol}: replicas did not converge; node logs:\n{}",
+        node_log_tails(dir.path())
+    );
     let history = dir.path().join(run.history_file.as_deref().unwrap());
     if run.consistency == conclave_lab::target::Consistency::Linearizable {
         let v = &run.verdict;
