@@ -43,6 +43,8 @@ pub(crate) struct Driver<P: Protocol, L: LogStore, S: StateMachine> {
     pub snapshotting: Option<SnapshotInFlight>,
     /// After a snapshot failed, none is tried again before this.
     pub snapshot_retry_at: Option<Instant>,
+    /// Empty `Ready`s handed out after `has_ready` said there was one (see `process_ready`).
+    pub empty_readies: u64,
 }
 
 /// A snapshot taken at `meta.index` on its way to disk (see `maybe_snapshot`).
@@ -205,7 +207,22 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
     async fn process_ready(&mut self) -> Result<(), StorageError> {
         while self.protocol.has_ready() {
             let ready = self.protocol.ready();
+            let empty = ready.is_empty();
             self.handle_ready(ready).await?;
+            if empty && self.protocol.has_ready() {
+                // `has_ready` still promises work that `ready` does not hand out: a protocol
+                // bug. Looping on it would spin the node thread, and with it the links and
+                // clients it serves; the next event calls again.
+                self.empty_readies += 1;
+                if self.empty_readies.is_power_of_two() {
+                    tracing::warn!(
+                        protocol = self.protocol.name(),
+                        count = self.empty_readies,
+                        "the protocol said it had a Ready and handed out an empty one"
+                    );
+                }
+                break;
+            }
         }
         Ok(())
     }

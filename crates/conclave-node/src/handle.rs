@@ -136,6 +136,7 @@ where
         membership,
         snapshotting: None,
         snapshot_retry_at: None,
+        empty_readies: 0,
     };
     let (ended_tx, ended) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new()

@@ -58,6 +58,9 @@ pub enum PlantedBug {
     /// Answer reads at once with the leader's local commit index, with no leadership check and
     /// no check-quorum step-down, so that a deposed leader serves stale reads.
     ReadFromDeposedLeader,
+    /// Once a replica has led, say there is a `Ready` forever, and hand out empty ones: the
+    /// driver contract's bug that would spin a node thread.
+    PhantomReady,
 }
 
 impl Default for RaftConfig {

@@ -68,6 +68,8 @@ impl Protocol for Raft {
             || self.hard_state() != self.persisted
             || self.log.has_unstable()
             || self.commit > self.applied
+            || (self.config.planted_bug == Some(crate::PlantedBug::PhantomReady)
+                && self.counters.elections_won > 0)
             || self
                 .lead
                 .as_ref()

@@ -25,7 +25,7 @@ pub type Adapter = Raft;
 impl SimProtocol for Raft {
     const NAME: &'static str = "raft";
     const PLANTS: &'static [&'static str] =
-        &["commit-previous-term-by-counting", "read-from-deposed-leader"];
+        &["commit-previous-term-by-counting", "read-from-deposed-leader", "phantom-ready"];
 
     type Config = RaftConfig;
     type Checker = RaftChecker;
@@ -43,6 +43,7 @@ impl SimProtocol for Raft {
         config.planted_bug = plant.map(|name| match name {
             "commit-previous-term-by-counting" => PlantedBug::CommitPreviousTermByCounting,
             "read-from-deposed-leader" => PlantedBug::ReadFromDeposedLeader,
+            "phantom-ready" => PlantedBug::PhantomReady,
             other => panic!("raft has no planted bug {other}"),
         });
         config

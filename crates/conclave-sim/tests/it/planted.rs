@@ -39,3 +39,12 @@ fn reads_from_a_deposed_leader_are_caught() {
     let (seed, violation) = first_violation(&config, 200).expect("caught within 200 seeds");
     assert_eq!(violation.check, "linearizability", "seed {seed}: {violation}");
 }
+
+// The driver contract (`conclave_core::protocol`): `has_ready` promises a `Ready`. A replica that
+// keeps promising one and hands out empty ones would spin a node thread; the simulator names it.
+#[test]
+fn a_ready_promised_and_never_handed_out_is_caught() {
+    let config = SimConfig { plant: Some("phantom-ready".into()), ..super::config() };
+    let (seed, violation) = first_violation(&config, 5).expect("caught within 5 seeds");
+    assert_eq!(violation.check, "protocol contract", "seed {seed}: {violation}");
+}
