@@ -113,8 +113,8 @@ impl<P: SimProtocol> Simulation<P> {
             let ready = protocol.ready();
             let empty = ready.is_empty();
             self.carry_out(node, ready);
-            let promised = self.nodes[node].protocol.as_ref().is_some_and(|p| p.has_ready());
-            if empty && promised && self.violation.is_none() {
+            let promised = || self.nodes[node].protocol.as_ref().is_some_and(|p| p.has_ready());
+            if empty && self.violation.is_none() && promised() {
                 // A real node would spin on it (conclave-node stops after one such Ready).
                 let detail = format!(
                     "n{} says it has a Ready and hands out empty ones, even after advance",

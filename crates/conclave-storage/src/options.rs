@@ -23,9 +23,8 @@ pub struct FileStoreOptions {
     /// for the grown file (on this project's ext4 test machine: 186 → 121 µs p50, 898 → 210 µs
     /// p99). The unwritten rest of a segment reads as zeros, which recovery takes for the end of
     /// the log. The store also writes zeros 1 MiB ahead of its data, which turns the reserved
-    /// blocks into written ones a chunk at a time (200 → 134 µs p50 on the same machine; see
-    /// `FileStore::zero_ahead`). Default true; a filesystem that cannot preallocate just
-    /// appends.
+    /// blocks into written ones a chunk at a time (`FileStore::zero_ahead` says why and what it
+    /// measured). Default true; a filesystem that cannot preallocate just appends.
     pub preallocate: bool,
     /// Skip every `fdatasync`/`fsync`. A crash of the machine then loses or tears acknowledged
     /// writes. For throwaway tests and benchmarks only, like etcd's `--unsafe-no-fsync`.

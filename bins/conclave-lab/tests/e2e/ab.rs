@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-/// Runs `conclave-lab ab ARGS --out DIR` with a deadline; fails the test on a non-zero exit.
 /// The last lines of every node log under a run's output folder, for a failure message.
 fn node_log_tails(out: &Path) -> String {
     let mut tails = String::new();
@@ -21,9 +20,10 @@ fn node_log_tails(out: &Path) -> String {
             if path.extension().is_some_and(|e| e == "log") {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
-                tails += &format!("== {}\n", path.display());
+                tails.push_str(&format!("== {}\n", path.display()));
                 for line in &lines[lines.len().saturating_sub(15)..] {
-                    tails += &format!("{line}\n");
+                    tails.push_str(line);
+                    tails.push('\n');
                 }
             }
         }
@@ -31,6 +31,7 @@ fn node_log_tails(out: &Path) -> String {
     tails
 }
 
+/// Runs `conclave-lab ab ARGS --out DIR` with a deadline; fails the test on a non-zero exit.
 fn ab(out: &Path, args: &[&str]) -> (Results, String) {
     let mut command = Command::new(node_binary());
     command.arg("ab").args(args).arg("--out").arg(out).arg("--seed").arg("7");
