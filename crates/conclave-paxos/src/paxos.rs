@@ -98,6 +98,9 @@ pub struct Paxos {
     // Effects accumulated for the next `Ready`.
     pub(crate) out: Ready<Message>,
     pub(crate) hard_state_dirty: bool,
+    /// The commit index in the last hard state handed out; when only the commit index moved
+    /// since, the next `Ready` writes the hard state lazily.
+    pub(crate) handed_commit: u64,
     pub(crate) counters: Counters,
 }
 
@@ -148,6 +151,10 @@ impl Paxos {
         }
         // Accepting at a ballot implies having promised it; taking the maximum keeps that true
         // even for a log written by an older version that only stored the records.
+        // Slots up to the stored commit index hold chosen values (the hard state is written
+        // after, or in the same batch as, the records it covers).
+        let last_index = snapshot_index + entries.len() as u64;
+        let commit = hard_state.commit.clamp(snapshot_index, last_index);
         let highest_accepted = entries.iter().map(|e| Ballot::from_u64(e.term)).max();
         let promised = hard_state.promised.max(highest_accepted.unwrap_or(Ballot::ZERO));
         let ticks = config.ticks();
@@ -165,7 +172,7 @@ impl Paxos {
             durable_promised: promised,
             last_round: hard_state.last_round,
             log: SlotLog::new(snapshot_index + 1, entries),
-            commit: snapshot_index,
+            commit,
             handed: snapshot_index,
             snapshot: recovered.snapshot,
             configs,
@@ -186,6 +193,7 @@ impl Paxos {
             forwarded_proposals: BTreeMap::new(),
             out: Ready::default(),
             hard_state_dirty: false,
+            handed_commit: commit,
             counters: Counters::default(),
         };
         paxos.reset_election_timer();
@@ -507,6 +515,7 @@ impl Protocol for Paxos {
     fn has_ready(&self) -> bool {
         !self.out.is_empty()
             || self.hard_state_dirty
+            || self.commit != self.handed_commit
             || self.log.is_dirty()
             || self.handed < self.commit
             || !self.forward_buf.is_empty()
@@ -529,14 +538,19 @@ impl Protocol for Paxos {
             }
         }
         let mut ready = std::mem::take(&mut self.out);
-        if std::mem::take(&mut self.hard_state_dirty) {
+        let dirty = std::mem::take(&mut self.hard_state_dirty);
+        if dirty || self.commit != self.handed_commit {
             let hs = HardState {
                 promised: self.promised,
                 last_round: self.last_round,
                 configs: self.configs.to_pairs(),
+                commit: self.commit,
             };
             ready.hard_state = Some(hs.encode());
+            // Only the commit index moved: what a crash may lose (see `HardState`).
+            ready.hard_state_lazy = !dirty;
             self.handed_promised = self.promised;
+            self.handed_commit = self.commit;
         }
         ready.entries = self.log.take_dirty();
         if self.handed < self.commit {

@@ -18,11 +18,14 @@ pub struct Store {
     pub hard_state: Option<Bytes>,
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry>,
+    /// How many entries were ever written (rewrites included).
+    pub written: usize,
 }
 
 impl Store {
     fn append(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else { return };
+        self.written += entries.len();
         self.entries.retain(|e| e.index < first.index);
         let expected = self
             .entries
