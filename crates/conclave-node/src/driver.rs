@@ -90,6 +90,19 @@ pub(crate) struct SnapshotDone {
     result: Result<Snapshot, String>,
 }
 
+/// The snapshot thread's niceness: when encoding it competes for a core with the node threads
+/// of this machine, which answer clients, and it can wait.
+const SNAPSHOT_NICENESS: i32 = 10;
+
+/// Makes the calling thread yield the CPU to normal-priority threads (Linux: a thread's own
+/// niceness). Best effort: a failure leaves it at normal priority.
+fn lower_own_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(tid), SNAPSHOT_NICENESS) {
+        tracing::debug!(%error, "cannot lower the snapshot thread's priority");
+    }
+}
+
 /// How long after a failed snapshot (a full disk, say) the next is tried.
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(10);
 
@@ -405,6 +418,7 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         let spawned = std::thread::Builder::new()
             .name(format!("conclave-snapshot-{}", self.config.id))
             .spawn(move || {
+                lower_own_priority();
                 let (data, encoding) = data.encode();
                 let snapshot = Snapshot { meta, data };
                 let started = Instant::now();

@@ -117,6 +117,8 @@ pub struct SnapshotWriter {
     dir: PathBuf,
     max_bytes: u64,
     no_fsync: bool,
+    /// `FileStoreOptions::snapshot_write_bytes_per_sec`.
+    pace: Option<u64>,
     prewritten: Arc<Mutex<Prewritten>>,
 }
 
@@ -136,8 +138,9 @@ impl SnapshotWriter {
             // Spared before the temporary file exists, so cleanup never removes it.
             shared.spared.insert(marker);
         }
-        let written = snapshot_file::encode(snapshot, self.max_bytes)
-            .and_then(|encoded| snapshot_file::write(&self.dir, &encoded, self.no_fsync));
+        let written = snapshot_file::encode(snapshot, self.max_bytes).and_then(|encoded| {
+            snapshot_file::write(&self.dir, &encoded, self.no_fsync, self.pace)
+        });
         let mut shared = self.prewritten.lock().unwrap_or_else(|p| p.into_inner());
         match written {
             Ok(()) => {
@@ -355,7 +358,8 @@ impl FileStore {
                     // bytes: both files hold the state at the same index and term.
                     self.sync_inner()?;
                 }
-                snapshot_file::write(&self.snap_dir, encoded, self.options.unsafe_no_fsync)?;
+                // On the node's thread: a peer's snapshot is written at once.
+                snapshot_file::write(&self.snap_dir, encoded, self.options.unsafe_no_fsync, None)?;
             }
         }
         self.append(records)?;
@@ -527,6 +531,7 @@ impl LogStore for FileStore {
             dir: self.snap_dir.clone(),
             max_bytes: self.options.max_snapshot_bytes,
             no_fsync: self.options.unsafe_no_fsync,
+            pace: Some(self.options.snapshot_write_bytes_per_sec),
             prewritten: Arc::clone(&self.prewritten),
         })
     }

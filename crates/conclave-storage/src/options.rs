@@ -26,6 +26,16 @@ pub struct FileStoreOptions {
     /// blocks into written ones a chunk at a time (`FileStore::zero_ahead` says why and what it
     /// measured). Default true; a filesystem that cannot preallocate just appends.
     pub preallocate: bool,
+    /// How fast a snapshot this node took is written to its file, on the snapshot's own
+    /// thread: in pieces of [`FileStoreOptions::SNAPSHOT_WRITE_CHUNK_BYTES`], each made durable
+    /// before the next, no faster than this. Written at once, a snapshot of tens of megabytes
+    /// sits in the disk's queue in front of every log `fdatasync` of this node and of the other
+    /// members on the same disk until it is flushed: a stall of about 100 ms on this project's
+    /// test machine, measured as the p99.9 of Raft's put at 256 clients (75–116 ms with
+    /// snapshots, 24–35 ms without). In pieces, a log sync waits behind one piece at most:
+    /// 29–72 ms against 70–138 ms, in two alternating runs of four rounds each. 0 writes at once. Default 64 MiB/s (a 32 MiB snapshot in half a second). A snapshot
+    /// received from a peer is installed at once, whatever this says.
+    pub snapshot_write_bytes_per_sec: u64,
     /// Skip every `fdatasync`/`fsync`. A crash of the machine then loses or tears acknowledged
     /// writes. For throwaway tests and benchmarks only, like etcd's `--unsafe-no-fsync`.
     /// Default false.
@@ -40,6 +50,7 @@ impl Default for FileStoreOptions {
             max_snapshot_bytes: 1024 * 1024 * 1024,
             snapshots_to_keep: 2,
             preallocate: true,
+            snapshot_write_bytes_per_sec: 64 * 1024 * 1024,
             unsafe_no_fsync: false,
         }
     }
@@ -50,6 +61,9 @@ impl FileStoreOptions {
     pub const MIN_SEGMENT_SIZE_BYTES: u64 = 1024;
     /// The smallest record limit accepted: it must fit a hard state and a segment header.
     pub const MIN_RECORD_BYTES: u64 = 256;
+    /// The piece a paced snapshot file is written and synced in (see
+    /// [`FileStoreOptions::snapshot_write_bytes_per_sec`]).
+    pub const SNAPSHOT_WRITE_CHUNK_BYTES: usize = 512 * 1024;
 
     /// Checks every value; the error names the option, the value and what is accepted.
     pub fn validate(&self) -> Result<(), StorageError> {

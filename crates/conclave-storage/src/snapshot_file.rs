@@ -6,14 +6,14 @@
 //! leaves either the whole file or none of it under its real name. The write-ahead log's
 //! snapshot marker, not the presence of a file, says which snapshot is current.
 
-use crate::StorageError;
-use crate::fsutil;
 use crate::record::SnapshotMarker;
+use crate::{FileStoreOptions, StorageError, fsutil};
 use conclave_core::Snapshot;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const MAGIC: &[u8; 8] = b"CNCLSNAP";
 const HEADER_BYTES: u64 = 20;
@@ -72,22 +72,46 @@ pub(crate) fn encode(snapshot: &Snapshot, max_bytes: u64) -> Result<EncodedSnaps
     Ok(EncodedSnapshot { marker, bytes })
 }
 
-/// Writes the snapshot into `dir` atomically and durably.
+/// Writes the snapshot into `dir` atomically and durably; with `pace` (bytes a second, not 0)
+/// in synced pieces no faster than that (`FileStoreOptions::snapshot_write_bytes_per_sec`).
 pub(crate) fn write(
     dir: &Path,
     encoded: &EncodedSnapshot,
     no_fsync: bool,
+    pace: Option<u64>,
 ) -> Result<(), StorageError> {
     let path = dir.join(file_name(encoded.marker));
     let temp = dir.join(format!("{}{TEMP_SUFFIX}", file_name(encoded.marker)));
     let mut file = File::create(&temp).map_err(|e| StorageError::io("create", &temp, e))?;
-    file.write_all(&encoded.bytes).map_err(|e| StorageError::io("write", &temp, e))?;
+    match pace.filter(|&rate| rate > 0 && !no_fsync) {
+        Some(rate) => write_paced(&mut file, &encoded.bytes, rate)
+            .map_err(|(op, e)| StorageError::io(op, &temp, e))?,
+        None => file.write_all(&encoded.bytes).map_err(|e| StorageError::io("write", &temp, e))?,
+    }
     if !no_fsync {
         file.sync_all().map_err(|e| StorageError::io("fsync", &temp, e))?;
     }
     drop(file);
     fs::rename(&temp, &path).map_err(|e| StorageError::io("rename", &temp, e))?;
     fsutil::sync_dir(dir, no_fsync)
+}
+
+/// Writes `bytes` a piece at a time, each made durable before the next and none before its
+/// time at `rate` bytes a second, so the disk never holds more than a piece of it in front of
+/// other writers' syncs.
+fn write_paced(file: &mut File, bytes: &[u8], rate: u64) -> Result<(), (&'static str, io::Error)> {
+    let started = Instant::now();
+    let mut written = 0u64;
+    for piece in bytes.chunks(FileStoreOptions::SNAPSHOT_WRITE_CHUNK_BYTES) {
+        file.write_all(piece).map_err(|e| ("write", e))?;
+        file.sync_data().map_err(|e| ("fdatasync", e))?;
+        written += piece.len() as u64;
+        let due = started + Duration::from_secs_f64(written as f64 / rate as f64);
+        if let Some(early) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(early);
+        }
+    }
+    Ok(())
 }
 
 /// Whether the file for `encoded` already holds exactly these bytes (same length and crc), so
