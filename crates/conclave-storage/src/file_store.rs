@@ -41,6 +41,7 @@
 //! current snapshot and the highest `compact_to` — and only after a sync has made the snapshot
 //! marker that covers them durable.
 
+use crate::janitor::Janitor;
 use crate::plan::{Bounds, Plan};
 use crate::record::{Encoder, SegmentHeader, SnapshotMarker};
 use crate::replay::Replay;
@@ -95,6 +96,8 @@ pub struct FileStore {
     buf: Vec<u8>,
     /// Snapshot files a [`SnapshotWriter`] is writing or has written, not yet named by a marker.
     prewritten: Arc<Mutex<Prewritten>>,
+    /// Unlinks discarded segments and snapshot files off this store's thread.
+    janitor: Janitor,
 }
 
 /// What the [`SnapshotWriter`]s of a store are doing, shared with it.
@@ -182,6 +185,8 @@ impl FileStore {
         fsutil::ensure_dir(dir, no_fsync)?;
         fsutil::ensure_dir(&wal_dir, no_fsync)?;
         fsutil::ensure_dir(&snap_dir, no_fsync)?;
+        Janitor::sweep(&wal_dir)?;
+        Janitor::sweep(&snap_dir)?;
         let encoder = Encoder { max_record_bytes: options.max_record_bytes };
 
         let listed = segment::list(&wal_dir)?;
@@ -240,6 +245,7 @@ impl FileStore {
             failed: None,
             buf: Vec::new(),
             prewritten: Arc::default(),
+            janitor: Janitor::start(),
             options,
         };
         if fresh {
@@ -477,14 +483,20 @@ impl FileStore {
             self.segments[..sealed].iter().take_while(|s| s.max_entry_index <= covered).count();
         // Oldest first, so a crash halfway still leaves a run of segments without gaps.
         for segment in self.segments.drain(..doomed) {
-            fsutil::remove_file(&segment.path)?;
+            self.janitor.discard(&segment.path)?;
         }
         if doomed > 0 {
             fsutil::sync_dir(&self.wal_dir, no_fsync)?;
         }
         let keep = self.options.snapshots_to_keep;
         let spared = self.prewritten.lock().unwrap_or_else(|p| p.into_inner()).spared.clone();
-        if snapshot_file::prune(&self.snap_dir, self.durable_snapshot, keep, &spared)? {
+        if snapshot_file::prune(
+            &self.snap_dir,
+            self.durable_snapshot,
+            keep,
+            &spared,
+            &self.janitor,
+        )? {
             fsutil::sync_dir(&self.snap_dir, no_fsync)?;
         }
         Ok(())

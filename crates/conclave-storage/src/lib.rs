@@ -17,6 +17,7 @@ pub mod options;
 pub mod store;
 
 mod fsutil;
+mod janitor;
 mod plan;
 mod record;
 mod replay;

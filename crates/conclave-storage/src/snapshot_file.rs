@@ -6,6 +6,7 @@
 //! leaves either the whole file or none of it under its real name. The write-ahead log's
 //! snapshot marker, not the presence of a file, says which snapshot is current.
 
+use crate::janitor::Janitor;
 use crate::record::SnapshotMarker;
 use crate::{FileStoreOptions, StorageError, fsutil};
 use conclave_core::Snapshot;
@@ -218,14 +219,16 @@ pub(crate) fn list(dir: &Path) -> Result<(Listing, Vec<PathBuf>), StorageError> 
     Ok((snapshots, temps))
 }
 
-/// Deletes snapshot files that are no longer needed: temporary files, files newer than the
+/// Discards snapshot files that are no longer needed: temporary files, files newer than the
 /// current snapshot (written, but their marker never became durable), and all but the newest
-/// `keep` of the rest. Returns whether anything was deleted, so the caller syncs the directory.
+/// `keep` of the rest. Returns whether anything was discarded, so the caller syncs the
+/// directory.
 pub(crate) fn prune(
     dir: &Path,
     current: Option<SnapshotMarker>,
     keep: usize,
     spared: &BTreeSet<SnapshotMarker>,
+    janitor: &Janitor,
 ) -> Result<bool, StorageError> {
     let (snapshots, temps) = list(dir)?;
     // A file being written, or written and awaiting its marker, is not surplus.
@@ -248,7 +251,7 @@ pub(crate) fn prune(
         }
     }
     for path in &doomed {
-        fsutil::remove_file(path)?;
+        janitor.discard(path)?;
     }
     Ok(!doomed.is_empty())
 }

@@ -36,6 +36,8 @@ fn compaction_deletes_only_covered_segments_and_only_after_sync() {
     assert!(after < before, "covered segments are deleted: {before} -> {after}");
     assert!(after >= 2, "segments holding entries above 300 stay");
     drop(store);
+    // Unlinked on the janitor's thread, which a dropped store waits for.
+    assert!(files_in(&dir.join("wal"), ".trash").is_empty());
 
     // The hard state was written once, in a segment that is gone now: segment heads carry it.
     let (_, recovered) = FileStore::open(&dir, small_options()).unwrap();
@@ -193,6 +195,24 @@ fn unreferenced_snapshot_is_ignored_and_removed_on_open() {
     assert_eq!(recovered.snapshot, None);
     assert_eq!(recovered.entries, entries(1..=10, 1));
     assert!(files_in(&dir.join("snap"), ".snap").is_empty(), "the orphan snapshot is removed");
+}
+
+// A crash between discarding a file (renamed to `.trash`) and unlinking it leaves the trash;
+// the next open deletes it and reads nothing from it.
+#[test]
+fn trash_a_crash_left_behind_is_deleted_on_open() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let (mut store, _) = FileStore::open(&dir, small_options()).unwrap();
+    append_synced(&mut store, 1..=20);
+    drop(store);
+    let wal_trash = dir.join("wal/0000000000000000.log.trash");
+    let snap_trash = dir.join("snap/0000000000000005-0000000000000001.snap.trash");
+    std::fs::write(&wal_trash, b"not a segment any more").unwrap();
+    std::fs::write(&snap_trash, b"not a snapshot any more").unwrap();
+    let (_, recovered) = FileStore::open(&dir, small_options()).unwrap();
+    assert_eq!(recovered.entries, entries(1..=20, 1));
+    assert!(!wal_trash.exists() && !snap_trash.exists(), "trash is deleted on open");
 }
 
 #[test]
