@@ -12,6 +12,7 @@
 //! [`crate::bench_scaling`] adds node counts, gossip convergence and memory.
 
 use crate::bench_load::{self, Dataset, Load, Workload};
+use crate::bench_machine::Machine;
 use crate::bench_options::BenchOptions;
 use crate::bench_report::{self as report, BenchResults, Cell, CellStatus, Figures};
 use crate::bench_target::{BenchTarget, Running};
@@ -278,19 +279,7 @@ pub async fn run_bench(
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let data_root = out.join("data");
     let nodes = options.node_counts();
-    let probe_dir = data_root.clone();
-    let (fs, rs) = (options.fsync_samples, options.rtt_samples);
-    let machine =
-        tokio::task::spawn_blocking(move || crate::bench_machine::measure(&probe_dir, fs, rs))
-            .await??;
-    progress::note(&format!(
-        "machine: {} cores; fdatasync 4 KiB p50 {:.0} µs p99 {:.0} µs; loopback round trip p50 {:.0} µs p99 {:.0} µs",
-        machine.cores,
-        machine.fdatasync.p50_us,
-        machine.fdatasync.p99_us,
-        machine.loopback_rtt.p50_us,
-        machine.loopback_rtt.p99_us
-    ));
+    let machine = probe_machine(&options, &data_root, "machine").await?;
     let mut results = BenchResults {
         schema_version: report::BENCH_SCHEMA_VERSION,
         tool: "conclave-lab".into(),
@@ -310,6 +299,7 @@ pub async fn run_bench(
             clients_per_channel: bench_load::CLIENTS_PER_CHANNEL,
         },
         machine,
+        machine_after: None,
         cells: Vec::new(),
         scaling: None,
         memory: None,
@@ -345,6 +335,8 @@ pub async fn run_bench(
         .await;
         results.cells = cells;
         results.errors.extend(errors);
+        // Again at the end: a host that slowed down or sped up during the matrix shows here.
+        results.machine_after = Some(probe_machine(&options, &data_root, "machine after").await?);
         write_json(&results, &out)?;
     }
     if options.scaling {
@@ -374,4 +366,19 @@ pub async fn run_bench(
         let _ = std::fs::remove_dir_all(&data_root);
     }
     Ok((results, out))
+}
+
+/// Measures the machine's floor (`fdatasync`, loopback round trip) and says what it found.
+async fn probe_machine(
+    options: &BenchOptions,
+    data_root: &Path,
+    label: &str,
+) -> anyhow::Result<Machine> {
+    let probe_dir = data_root.to_path_buf();
+    let (fs, rs) = (options.fsync_samples, options.rtt_samples);
+    let machine =
+        tokio::task::spawn_blocking(move || crate::bench_machine::measure(&probe_dir, fs, rs))
+            .await??;
+    progress::note(&format!("{label}: {}", report::machine_line(&machine)));
+    Ok(machine)
 }

@@ -8,6 +8,7 @@
 //!   options: { targets, workloads, clients, rounds, duration_s, warmup_s, keys, value_bytes,
 //!              nodes, clients_per_channel },
 //!   machine: { cores, fdatasync: {samples, p50_us, p99_us, max_us}, loopback_rtt: {...} },
+//!   machine_after: null | { the same probes, taken again once the matrix is done },
 //!   cells: [ { nodes, workload, clients, target, status: "ok"|"unsupported"|"failed", note,
 //!              rounds: [figures...], median: figures|null, vs_etcd: ratios|null } ],
 //!   scaling: null | { put: [cell...], gossip_convergence: [ {nodes, samples, failed,
@@ -224,6 +225,10 @@ pub struct BenchResults {
     pub command: Vec<String>,
     pub options: BenchOptions,
     pub machine: Machine,
+    /// The same probes once the matrix is done (absent from files written before they were
+    /// taken, and without a matrix).
+    #[serde(default)]
+    pub machine_after: Option<Machine>,
     pub cells: Vec<Cell>,
     pub scaling: Option<Scaling>,
     pub memory: Option<Vec<Memory>>,
@@ -291,20 +296,27 @@ pub fn table(title: &str, cells: &[&Cell], by_nodes: bool) -> String {
     out
 }
 
-/// Every table of a result: the machine, one per workload, scaling, memory.
-pub fn render(results: &BenchResults) -> String {
-    let o = &results.options;
-    let m = &results.machine;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "machine: {} cores; fdatasync 4 KiB p50 {:.0} µs p99 {:.0} µs; loopback TCP round trip p50 {:.0} µs p99 {:.0} µs",
+/// The machine probes in one line.
+pub fn machine_line(m: &Machine) -> String {
+    format!(
+        "{} cores; fdatasync 4 KiB p50 {:.0} µs p99 {:.0} µs; loopback TCP round trip p50 {:.0} µs p99 {:.0} µs",
         m.cores,
         m.fdatasync.p50_us,
         m.fdatasync.p99_us,
         m.loopback_rtt.p50_us,
         m.loopback_rtt.p99_us
-    );
+    )
+}
+
+/// Every table of a result: the machine, one per workload, scaling, memory.
+pub fn render(results: &BenchResults) -> String {
+    let o = &results.options;
+    let m = &results.machine;
+    let mut out = String::new();
+    let _ = writeln!(out, "machine: {}", machine_line(m));
+    if let Some(after) = &results.machine_after {
+        let _ = writeln!(out, "machine after the matrix: {}", machine_line(after));
+    }
     let _ = writeln!(
         out,
         "{} nodes per target; {} B values; {} keys; medians of {} round(s) of {:.1} s per cell\n",

@@ -54,6 +54,9 @@ fn a_tiny_bench_writes_its_results() {
     assert_eq!(results.machine.fdatasync.samples, 10);
     assert_eq!(results.machine.loopback_rtt.samples, 100);
     assert!(results.machine.fdatasync.p50_us > 0.0 && results.machine.loopback_rtt.p50_us > 0.0);
+    let after =
+        results.machine_after.as_ref().expect("the probes are taken again after the matrix");
+    assert_eq!((after.fdatasync.samples, after.loopback_rtt.samples), (10, 100));
 
     // One cell per workload × clients × target.
     assert_eq!(results.cells.len(), 2 * 2 * 3);
@@ -86,6 +89,7 @@ fn a_tiny_bench_writes_its_results() {
     let text = std::fs::read_to_string(out.join("bench.txt")).expect("bench.txt written");
     assert!(stdout.contains(text.trim_end()), "stdout shows bench.txt:\n{stdout}");
     assert!(text.contains("fdatasync") && text.contains("loopback"), "{text}");
+    assert!(text.contains("machine after the matrix: "), "{text}");
     assert!(text.contains("not offered"), "gossip's linearizable get is marked:\n{text}");
     let svg = std::fs::read_to_string(out.join("bench-throughput.svg")).expect("svg written");
     for target in ["raft", "gossip", "etcd"] {
