@@ -120,8 +120,8 @@ pub struct SnapshotWriter {
     dir: PathBuf,
     max_bytes: u64,
     no_fsync: bool,
-    /// `FileStoreOptions::snapshot_write_bytes_per_sec`.
-    pace: Option<u64>,
+    /// `FileStoreOptions::snapshot_write_bytes_per_sec` (0: at once).
+    pace: u64,
     prewritten: Arc<Mutex<Prewritten>>,
 }
 
@@ -365,7 +365,7 @@ impl FileStore {
                     self.sync_inner()?;
                 }
                 // On the node's thread: a peer's snapshot is written at once.
-                snapshot_file::write(&self.snap_dir, encoded, self.options.unsafe_no_fsync, None)?;
+                snapshot_file::write(&self.snap_dir, encoded, self.options.unsafe_no_fsync, 0)?;
             }
         }
         self.append(records)?;
@@ -543,7 +543,7 @@ impl LogStore for FileStore {
             dir: self.snap_dir.clone(),
             max_bytes: self.options.max_snapshot_bytes,
             no_fsync: self.options.unsafe_no_fsync,
-            pace: Some(self.options.snapshot_write_bytes_per_sec),
+            pace: self.options.snapshot_write_bytes_per_sec,
             prewritten: Arc::clone(&self.prewritten),
         })
     }

@@ -14,7 +14,7 @@ use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 
 /// What a doomed file is renamed to end with.
-pub(crate) const TRASH_SUFFIX: &str = ".trash";
+const TRASH_SUFFIX: &str = ".trash";
 
 /// The thread that unlinks trash, in the order it was handed over.
 #[derive(Debug)]

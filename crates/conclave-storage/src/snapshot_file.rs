@@ -73,21 +73,23 @@ pub(crate) fn encode(snapshot: &Snapshot, max_bytes: u64) -> Result<EncodedSnaps
     Ok(EncodedSnapshot { marker, bytes })
 }
 
-/// Writes the snapshot into `dir` atomically and durably; with `pace` (bytes a second, not 0)
-/// in synced pieces no faster than that (`FileStoreOptions::snapshot_write_bytes_per_sec`).
+/// Writes the snapshot into `dir` atomically and durably; with a `pace` (bytes a second) other
+/// than 0, in synced pieces no faster than that
+/// (`FileStoreOptions::snapshot_write_bytes_per_sec`).
 pub(crate) fn write(
     dir: &Path,
     encoded: &EncodedSnapshot,
     no_fsync: bool,
-    pace: Option<u64>,
+    pace: u64,
 ) -> Result<(), StorageError> {
     let path = dir.join(file_name(encoded.marker));
     let temp = dir.join(format!("{}{TEMP_SUFFIX}", file_name(encoded.marker)));
     let mut file = File::create(&temp).map_err(|e| StorageError::io("create", &temp, e))?;
-    match pace.filter(|&rate| rate > 0 && !no_fsync) {
-        Some(rate) => write_paced(&mut file, &encoded.bytes, rate)
-            .map_err(|(op, e)| StorageError::io(op, &temp, e))?,
-        None => file.write_all(&encoded.bytes).map_err(|e| StorageError::io("write", &temp, e))?,
+    if pace > 0 && !no_fsync {
+        write_paced(&mut file, &encoded.bytes, pace)
+            .map_err(|(op, e)| StorageError::io(op, &temp, e))?;
+    } else {
+        file.write_all(&encoded.bytes).map_err(|e| StorageError::io("write", &temp, e))?;
     }
     if !no_fsync {
         file.sync_all().map_err(|e| StorageError::io("fsync", &temp, e))?;
