@@ -35,14 +35,15 @@ impl StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Bytes {
-        encode(&self.state)
+        encode(&self.state, self.held_bytes)
     }
 
     /// The state's maps share their nodes with the copy (copied on write), so this costs a few
     /// reference counts plus a copy of the leases and the auth state.
     fn frozen(&self) -> Option<Frozen> {
         let state = self.state.clone();
-        Some(Box::new(move || encode(&state)))
+        let held_bytes = self.held_bytes;
+        Some(Box::new(move || encode(&state, held_bytes)))
     }
 
     /// Replaces the whole replicated state with the snapshot's and takes `meta.index` as the
@@ -72,9 +73,14 @@ impl StateMachine for KvStore {
     }
 }
 
-fn encode(state: &State) -> Bytes {
+fn encode(state: &State, held_bytes: u64) -> Bytes {
+    // Room for about the whole encoding at once, so that a large state is not copied (and its
+    // fresh pages faulted in) again at every doubling: the held history's keys and values
+    // dominate it, and the key index adds a few dozen bytes a key.
+    let estimate = held_bytes as usize + state.index.len() * 48 + 4096;
+    let mut out = Vec::with_capacity(estimate);
+    out.push(SNAPSHOT_FORMAT);
     // Encoding plain data into a Vec cannot fail.
-    let out = postcard::to_extend(state, vec![SNAPSHOT_FORMAT])
-        .expect("postcard encoding into a Vec is infallible");
+    let out = postcard::to_extend(state, out).expect("postcard encoding into a Vec is infallible");
     Bytes::from(out)
 }
