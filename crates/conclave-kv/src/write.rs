@@ -124,18 +124,20 @@ impl KvStore {
     pub(crate) fn put_in(&mut self, batch: &mut Batch, req: &PutRequest) -> PutResponse {
         let revision = Revision::new(batch.main, batch.events.len() as i64);
         // One search of the key index finds the key's current put and records this one (imbl's
-        // `entry` would search twice).
-        let prev_revision = match self.state.index.get_mut(&req.key) {
-            Some(history) => {
+        // `entry` would search twice). The record takes the index's copy of the key: every
+        // revision of a key then shares one allocation, and a record held for a long time
+        // pins nothing of the request it came from.
+        let (key, prev_revision) = match self.state.index.get_key_value_mut(&req.key) {
+            Some((key, history)) => {
                 let live = history.live();
                 history.put(revision);
-                live
+                (key.clone(), live)
             }
             None => {
                 let mut history = KeyHistory::default();
                 history.put(revision);
                 self.state.index.insert(req.key.clone(), history);
-                None
+                (req.key.clone(), None)
             }
         };
         let prev = prev_revision.and_then(|r| self.state.records.get(&r)).map(|r| r.kv.clone());
@@ -148,7 +150,7 @@ impl KvStore {
             _ => req.lease,
         };
         let kv = KeyValue {
-            key: req.key.clone(),
+            key,
             create_revision: prev.as_ref().map_or(batch.main, |p| p.create_revision),
             mod_revision: batch.main,
             version: prev.as_ref().map_or(1, |p| p.version + 1),
@@ -229,4 +231,31 @@ pub(crate) fn check_put_request(req: &PutRequest) -> Result<(), KvError> {
         return Err(KvError::LeaseProvided);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, value: &str) -> Command {
+        Command::Put(PutRequest {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn every_revision_of_a_key_shares_the_index_copy_of_the_key() {
+        let mut store = KvStore::new();
+        for value in ["a", "b", "c"] {
+            store.apply_command(&put("shared", value));
+        }
+        let (key, _) = store.state.index.get_key_value(&b"shared"[..]).unwrap();
+        let records: Vec<_> = store.state.records.values().collect();
+        assert_eq!(records.len(), 3);
+        for record in records {
+            assert_eq!(record.kv.key.as_ptr(), key.as_ptr(), "a record with its own key copy");
+        }
+    }
 }
