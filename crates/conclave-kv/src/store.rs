@@ -34,7 +34,8 @@ pub type EventListener = Box<dyn FnMut(i64, &[Event]) + Send + Sync>;
 /// One key's state at one revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Record {
-    /// For a delete: the key, and the deleting revision as `mod_revision`.
+    /// For a delete: the key, and the deleting revision as `mod_revision`. The key is the key
+    /// index's copy, shared by every revision of the key (`put_in`).
     pub kv: KeyValue,
     pub deleted: bool,
     /// The key's previous record in the same generation (a delete's is the last put), for
