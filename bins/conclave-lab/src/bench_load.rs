@@ -17,7 +17,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+
+use crate::bench_conn::Connection;
+
+/// A client of the etcd KV service on one of the bench's connections.
+pub type Kv = KvClient<Connection>;
 
 /// How long [`connect`] retries a member that does not accept connections yet.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(15);
@@ -103,20 +107,16 @@ pub async fn connect(
     endpoints: &[String],
     count: usize,
     timeout: Duration,
-) -> anyhow::Result<Vec<KvClient<Channel>>> {
+) -> anyhow::Result<Vec<Kv>> {
     let mut clients = Vec::with_capacity(count);
     for i in 0..count.max(1) {
         let endpoint = &endpoints[i % endpoints.len()];
-        let builder = Endpoint::from_shared(format!("http://{endpoint}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(timeout)
-            .tcp_nodelay(true);
         // A cluster is ready once one member takes a write; the others may still be starting
         // (many processes on few cores), so each gets a few seconds to listen.
         let deadline = Instant::now() + CONNECT_PATIENCE;
-        let channel = loop {
-            match builder.connect().await {
-                Ok(channel) => break channel,
+        let (connection, origin) = loop {
+            match Connection::open(endpoint, Duration::from_secs(2), timeout).await {
+                Ok(opened) => break opened,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -124,7 +124,7 @@ pub async fn connect(
             }
         };
         clients.push(
-            KvClient::new(channel)
+            KvClient::with_origin(connection, origin)
                 .max_decoding_message_size(16 << 20)
                 .max_encoding_message_size(16 << 20),
         );
@@ -181,11 +181,7 @@ pub struct Load {
 
 /// Runs `load` on `channels` and returns what the clients saw, with the measured window's
 /// length.
-pub async fn run(
-    load: &Load,
-    channels: &[KvClient<Channel>],
-    data: &Arc<Dataset>,
-) -> (Tally, Duration) {
+pub async fn run(load: &Load, channels: &[Kv], data: &Arc<Dataset>) -> (Tally, Duration) {
     let start = Instant::now();
     let measure_from = start + load.warmup;
     let until = measure_from + load.duration;
@@ -213,7 +209,7 @@ pub async fn run(
 }
 
 struct Client {
-    kv: KvClient<Channel>,
+    kv: Kv,
     data: Arc<Dataset>,
     workload: Workload,
     index: usize,
@@ -350,7 +346,7 @@ fn current_value(responses: &[conclave_etcd::pb::etcdserverpb::ResponseOp]) -> O
 /// Writes every key of `data` (with the common value) through `channels`, `concurrency`
 /// requests at a time. Fails on the first error that persists after retries.
 pub async fn preload(
-    channels: &[KvClient<Channel>],
+    channels: &[Kv],
     data: &Arc<Dataset>,
     keys: std::ops::Range<usize>,
     concurrency: usize,

@@ -13,6 +13,7 @@
 pub mod ab;
 pub mod analysis;
 pub mod bench;
+pub mod bench_conn;
 pub mod bench_load;
 pub mod bench_machine;
 pub mod bench_options;
