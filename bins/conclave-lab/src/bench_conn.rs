@@ -9,6 +9,7 @@
 //! deadline. The gRPC layer (framing, codecs, status) stays tonic's, so the requests on the wire
 //! are those of any tonic client.
 
+use conclave_etcd::coalesce::Coalesced;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::task::{Context, Poll};
@@ -46,7 +47,7 @@ impl Connection {
             })??;
         stream.set_nodelay(true)?;
         let (send, connection) = http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(Coalesced::new(stream)))
             .await
             .map_err(std::io::Error::other)?;
         tokio::spawn(async move {

@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::coalesce::Coalesced;
 use crate::metrics::{CLIENT_CONNECTIONS, limit_refused};
 
 /// The GOAWAY's debug text, which clients may log.
@@ -127,7 +128,10 @@ where
             }
             let slot = Slot { open: self.open.clone(), protocol: self.protocol };
             slot.publish();
-            return Poll::Ready(Some(Ok(CountedConnection { stream, _slot: slot })));
+            return Poll::Ready(Some(Ok(CountedConnection {
+                stream: Coalesced::new(stream),
+                _slot: slot,
+            })));
         }
     }
 }
@@ -153,10 +157,11 @@ impl Drop for Slot {
     }
 }
 
-/// A TCP connection that holds a place in the count while it is open.
+/// A TCP connection that holds a place in the count while it is open. Its writes are
+/// [`Coalesced`]: the answers of one turn of the node's thread leave in one write.
 #[derive(Debug)]
 pub struct CountedConnection {
-    stream: TcpStream,
+    stream: Coalesced<TcpStream>,
     _slot: Slot,
 }
 
@@ -164,7 +169,7 @@ impl Connected for CountedConnection {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+        self.stream.get_ref().connect_info()
     }
 }
 

@@ -17,6 +17,7 @@ pub mod auth_check;
 mod auth_password;
 mod auth_token;
 pub mod cluster;
+pub mod coalesce;
 mod compactor;
 pub mod config;
 pub mod connections;
