@@ -172,8 +172,7 @@ mod tests {
         stream.write_all(b"first ").await.unwrap();
         stream.write_all(b"second").await.unwrap();
         assert!(stream.get_ref().writes.is_empty(), "a write alone must not reach the stream");
-        let waker = futures_task_noop();
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         // The first flush yields once…
         assert!(Pin::new(&mut stream).poll_flush(&mut cx).is_pending());
         stream.write_all(b" third").await.unwrap();
@@ -190,8 +189,7 @@ mod tests {
         let mut stream = Coalesced::new(Recorder { writes: Vec::new(), room: Some(10) });
         let big = vec![7u8; COALESCE_LIMIT];
         stream.write_all(&big).await.unwrap();
-        let waker = futures_task_noop();
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         // The buffer is at the limit and the stream takes 10 bytes, then nothing: the next write
         // must wait rather than grow the buffer.
         assert!(Pin::new(&mut stream).poll_write(&mut cx, b"more").is_pending());
@@ -228,9 +226,5 @@ mod tests {
         }
         stream.shutdown().await.unwrap();
         assert_eq!(reader.await.unwrap(), expected);
-    }
-
-    fn futures_task_noop() -> std::task::Waker {
-        std::task::Waker::noop().clone()
     }
 }
