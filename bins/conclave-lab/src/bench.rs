@@ -220,7 +220,7 @@ pub async fn run_matrix(
     report::finish(&mut cells);
     for slot in slots.iter_mut() {
         if let Some(running) = slot.running.as_mut() {
-            running.stop();
+            running.stop().await;
         }
     }
     cells

@@ -9,7 +9,6 @@
 
 use bytes::Bytes;
 use conclave_etcd::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use conclave_etcd::pb::etcdserverpb::kv_client::KvClient;
 use conclave_etcd::pb::etcdserverpb::request_op::Request as OpRequest;
 use conclave_etcd::pb::etcdserverpb::response_op::Response as OpResponse;
 use conclave_etcd::pb::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
@@ -20,8 +19,8 @@ use tokio::time::Instant;
 
 use crate::bench_conn::Connection;
 
-/// A client of the etcd KV service on one of the bench's connections.
-pub type Kv = KvClient<Connection>;
+/// A client of the etcd KV service: one of the bench's connections.
+pub type Kv = Connection;
 
 /// How long [`connect`] retries a member that does not accept connections yet.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(15);
@@ -114,7 +113,7 @@ pub async fn connect(
         // A cluster is ready once one member takes a write; the others may still be starting
         // (many processes on few cores), so each gets a few seconds to listen.
         let deadline = Instant::now() + CONNECT_PATIENCE;
-        let (connection, origin) = loop {
+        let connection = loop {
             match Connection::open(endpoint, Duration::from_secs(2), timeout).await {
                 Ok(opened) => break opened,
                 Err(_) if Instant::now() < deadline => {
@@ -123,11 +122,7 @@ pub async fn connect(
                 Err(e) => anyhow::bail!("cannot connect to {endpoint}: {e}"),
             }
         };
-        clients.push(
-            KvClient::with_origin(connection, origin)
-                .max_decoding_message_size(16 << 20)
-                .max_encoding_message_size(16 << 20),
-        );
+        clients.push(connection);
     }
     Ok(clients)
 }
@@ -245,12 +240,12 @@ impl Client {
             let outcome = match self.workload {
                 Workload::Put => self
                     .kv
-                    .put(PutRequest { key, value: self.data.value.clone(), ..Default::default() })
+                    .put(&PutRequest { key, value: self.data.value.clone(), ..Default::default() })
                     .await
                     .map(|_| true),
                 Workload::GetLinearizable | Workload::GetSerializable => self
                     .kv
-                    .range(RangeRequest {
+                    .range(&RangeRequest {
                         key,
                         serializable: self.workload == Workload::GetSerializable,
                         ..Default::default()
@@ -262,9 +257,8 @@ impl Client {
                         known.get(&k).cloned().unwrap_or_else(|| self.data.value.clone());
                     self.stamp += 1;
                     let new = Bytes::from(fill(self.data.value.len(), self.stamp));
-                    match self.kv.txn(cas_request(key, expected, new.clone())).await {
+                    match self.kv.txn(&cas_request(key, expected, new.clone())).await {
                         Ok(response) => {
-                            let response = response.into_inner();
                             if response.succeeded {
                                 known.insert(k, new);
                             } else if let Some(current) = current_value(&response.responses) {
@@ -355,7 +349,7 @@ pub async fn preload(
     let end = keys.end;
     let mut tasks = Vec::new();
     for c in 0..concurrency.max(1) {
-        let mut kv = channels[c % channels.len()].clone();
+        let kv = channels[c % channels.len()].clone();
         let data = Arc::clone(data);
         let next = Arc::clone(&next);
         tasks.push(tokio::spawn(async move {
@@ -372,7 +366,7 @@ pub async fn preload(
                         value: data.value.clone(),
                         ..Default::default()
                     };
-                    match kv.put(request).await {
+                    match kv.put(&request).await {
                         Ok(_) => break,
                         Err(status) if attempts < 20 => {
                             attempts += 1;

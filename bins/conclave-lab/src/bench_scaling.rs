@@ -70,24 +70,22 @@ async fn convergence(ctx: &BenchContext<'_>, n: usize) -> anyhow::Result<Converg
         let writer = sample % n;
         let started = Instant::now();
         channels[writer]
-            .clone()
-            .put(PutRequest { key: key.clone(), value: value.clone(), ..Default::default() })
+            .put(&PutRequest { key: key.clone(), value: value.clone(), ..Default::default() })
             .await?;
         let mut waiting: Vec<usize> = (0..n).filter(|&i| i != writer).collect();
         while !waiting.is_empty() && started.elapsed() < CONVERGENCE_LIMIT {
             let mut still = Vec::new();
             for &i in &waiting {
                 let response = channels[i]
-                    .clone()
-                    .range(RangeRequest {
+                    .range(&RangeRequest {
                         key: key.clone(),
                         serializable: true,
                         ..Default::default()
                     })
                     .await;
-                let seen = response.ok().is_some_and(|r| {
-                    r.into_inner().kvs.first().is_some_and(|kv| kv.value == value)
-                });
+                let seen = response
+                    .ok()
+                    .is_some_and(|r| r.kvs.first().is_some_and(|kv| kv.value == value));
                 if !seen {
                     still.push(i);
                 }
@@ -103,7 +101,7 @@ async fn convergence(ctx: &BenchContext<'_>, n: usize) -> anyhow::Result<Converg
             failed += 1;
         }
     }
-    running.stop();
+    running.stop().await;
     times.sort_by(f64::total_cmp);
     Ok(Convergence {
         nodes: n,
@@ -144,7 +142,7 @@ pub async fn run_memory(
             tokio::time::sleep(Duration::from_secs(3)).await;
             let rss: Vec<u64> =
                 running.pids().iter().map(|p| p.and_then(resident_bytes).unwrap_or(0)).collect();
-            running.stop();
+            running.stop().await;
             Ok::<_, anyhow::Error>((rss, load_s))
         };
         match measured.await {

@@ -121,15 +121,48 @@ impl Running {
         out
     }
 
-    pub fn stop(&mut self) {
+    /// Stops every member gracefully (SIGTERM), killing whichever has not exited within
+    /// [`STOP_GRACE`].
+    ///
+    /// A member's graceful stop ends its clients' HTTP/2 connections with GOAWAY and a PING
+    /// that the client must answer; the bench's connections run on the bench's own runtime, so
+    /// this waits asynchronously, letting them answer, rather than blocking the thread (which
+    /// would leave every member waiting on its clients until it is killed).
+    pub async fn stop(&mut self) {
+        for pid in self.pids().into_iter().flatten() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while self.any_running() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !self.any_running() {
+            return;
+        }
+        // Kills the rest.
         match &mut self.processes {
             Processes::Conclave(c) => {
-                let _ = c.stop_all(Duration::from_secs(10));
+                if let Err(error) = c.stop_all(Duration::ZERO) {
+                    crate::progress::note(&format!("{}: {error}", self.name));
+                }
             }
-            Processes::Etcd(e) => e.stop_all(Duration::from_secs(10)),
+            Processes::Etcd(e) => e.stop_all(Duration::ZERO),
+        }
+    }
+
+    /// Whether any member still runs.
+    fn any_running(&mut self) -> bool {
+        match &mut self.processes {
+            Processes::Conclave(c) => c.nodes.iter_mut().any(|n| n.is_running()),
+            Processes::Etcd(e) => (0..e.members.len()).any(|i| e.is_running(i)),
         }
     }
 }
+
+/// How long a stopping member may take before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Resident memory of a process in bytes (VmRSS in /proc/PID/status).
 pub fn resident_bytes(pid: u32) -> Option<u64> {
