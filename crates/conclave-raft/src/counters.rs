@@ -21,6 +21,9 @@ pub(crate) struct Counters {
     pub read_index_rounds: u64,
     /// Reads served from the leader lease without a round.
     pub lease_reads: u64,
+    /// Batches of a follower's reads answered without a round: the follower's own request
+    /// confirmed the leadership (three voters or fewer).
+    pub reads_confirmed_by_follower: u64,
     /// Proposals a follower forwarded to its leader.
     pub proposals_forwarded: u64,
     /// AppendEntries rejected by this follower's consistency check.
@@ -41,6 +44,7 @@ impl Counters {
             ("snapshots_installed_total", self.snapshots_installed),
             ("read_index_rounds_total", self.read_index_rounds),
             ("lease_reads_total", self.lease_reads),
+            ("reads_confirmed_by_follower_total", self.reads_confirmed_by_follower),
             ("proposals_forwarded_total", self.proposals_forwarded),
             ("append_rejections_total", self.append_rejections),
             ("transfers_total", self.transfers),

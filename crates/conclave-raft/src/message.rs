@@ -64,8 +64,9 @@ pub enum RaftMessage {
     TimeoutNow { term: u64 },
     /// A follower forwards a client proposal to its leader.
     Propose { request: RequestId, command: Bytes },
-    /// A follower forwards a linearizable read to its leader (thesis §6.4).
-    ReadIndex { request: RequestId },
+    /// A follower forwards a batch of linearizable reads to its leader (thesis §6.4); `term`
+    /// is the follower's term when it sent them.
+    ReadIndex { request: RequestId, term: u64 },
     /// The leader's answer: serve once applied through `index`, or `None` if it cannot answer
     /// (then `leader` is its best guess of who can).
     ReadIndexResponse { request: RequestId, index: Option<u64>, leader: Option<NodeId> },

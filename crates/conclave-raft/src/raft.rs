@@ -361,7 +361,9 @@ impl Raft {
             RaftMessage::Propose { request, command } => {
                 return self.handle_forwarded_proposal(from, request, command);
             }
-            RaftMessage::ReadIndex { request } => return self.handle_forwarded_read(from, request),
+            RaftMessage::ReadIndex { request, term } => {
+                return self.handle_forwarded_read(from, request, term);
+            }
             RaftMessage::ReadIndexResponse { request, index, leader } => {
                 return self.handle_read_index_response(request, index, leader);
             }

@@ -5,9 +5,13 @@ use crate::network::{Network, config};
 use conclave_core::{ConsensusError, NodeId, Protocol, ReadState, Rejection, Role};
 use conclave_raft::{PlantedBug, RaftConfig, RaftMessage};
 
-/// Replica 1 leads and has committed one write (index 2, after its no-op).
+/// Replica 1 of three leads and has committed one write (index 2, after its no-op).
 fn leading_with_one_write(config: RaftConfig) -> Network {
-    let mut net = Network::new(3, config);
+    leading_with_one_write_of(3, config)
+}
+
+fn leading_with_one_write_of(voters: u64, config: RaftConfig) -> Network {
+    let mut net = Network::new(voters, config);
     net.elect(1);
     net.propose(1, "x");
     net.deliver_all();
@@ -126,6 +130,34 @@ fn a_follower_forwards_its_queued_reads_as_one_read_index() {
     let response = |m: &RaftMessage| matches!(m, RaftMessage::ReadIndexResponse { .. });
     assert_eq!(net.delivered.iter().filter(|(_, _, m)| read_index(m)).count(), 1);
     assert_eq!(net.delivered.iter().filter(|(_, _, m)| response(m)).count(), 1);
+}
+
+// With three voters a follower's batch, sent in the leader's term, confirms the leadership
+// itself: the leader answers it at once, with no heartbeat round.
+#[test]
+fn with_three_voters_a_followers_batch_needs_no_round() {
+    let mut net = leading_with_one_write(config());
+    net.delivered.clear();
+    let request = net.read(3);
+    net.deliver_all();
+    assert_eq!(net.node(3).reads, vec![ReadState { request, index: 2 }]);
+    assert_eq!(heartbeats_sent(&net), 0, "no round: {:?}", net.delivered);
+    let counters: std::collections::BTreeMap<_, _> = net.raft(1).counters().into_iter().collect();
+    assert_eq!(counters["reads_confirmed_by_follower_total"], 1);
+    assert_eq!(counters["read_index_rounds_total"], 0);
+}
+
+// With five voters a follower and the leader are no majority: the batch waits for a round.
+#[test]
+fn with_five_voters_a_followers_batch_waits_for_a_round() {
+    let mut net = leading_with_one_write_of(5, config());
+    net.delivered.clear();
+    let request = net.read(3);
+    net.deliver_all();
+    assert_eq!(net.node(3).reads, vec![ReadState { request, index: 2 }]);
+    assert!(heartbeats_sent(&net) >= 4, "a round to every follower: {:?}", net.delivered);
+    let counters: std::collections::BTreeMap<_, _> = net.raft(1).counters().into_iter().collect();
+    assert_eq!(counters["reads_confirmed_by_follower_total"], 0);
 }
 
 // A batch sent to a leader that is deposed before it answers is refused, not left to time out.
