@@ -12,6 +12,7 @@
 pub mod consensus;
 pub mod entry;
 pub mod error;
+pub mod held_snapshot;
 pub mod id;
 pub mod metrics;
 pub mod proposal;
@@ -21,6 +22,7 @@ pub mod rng;
 pub use consensus::{Consensus, Frozen, Guarantees, ReadConsistency, Role, StateMachine, Status};
 pub use entry::{Entry, EntryKind, Membership, SnapshotMeta};
 pub use error::{ConsensusError, Result};
+pub use held_snapshot::HeldSnapshot;
 pub use id::{NodeId, RequestId};
 pub use protocol::{Envelope, Protocol, ReadState, Ready, Recovered, Rejection, Snapshot};
 pub use rng::DetRng;

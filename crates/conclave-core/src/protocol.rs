@@ -54,9 +54,13 @@ pub trait Protocol: Send + 'static {
     /// `id` (serve once applied through its index) or a [`Rejection`].
     fn read(&mut self, id: RequestId);
 
-    /// The driver took a snapshot of the state machine. The protocol keeps it to send to peers
-    /// that lag behind, and may ask for the log up to `meta.index` to be compacted.
+    /// The driver took a snapshot of the state machine and stored it. The protocol may keep it
+    /// to send to peers that lag behind (keeping its data is not needed: see
+    /// [`Ready::snapshot_wanted`]), and may ask for the log up to `meta.index` to be compacted.
     fn snapshot_taken(&mut self, snapshot: Snapshot);
+
+    /// The driver read back the latest stored snapshot, as [`Ready::snapshot_wanted`] asked.
+    fn snapshot_loaded(&mut self, _snapshot: Snapshot) {}
 
     /// Whether [`Protocol::ready`] would return anything.
     fn has_ready(&self) -> bool;
@@ -164,6 +168,9 @@ pub struct Ready<M> {
     pub reads: Vec<ReadState>,
     /// Requests refused; answer their callers with the error.
     pub rejected: Vec<Rejection>,
+    /// The protocol needs the latest stored snapshot's data (to send it to a peer): read it
+    /// back from the store and hand it over with [`Protocol::snapshot_loaded`].
+    pub snapshot_wanted: bool,
 }
 
 impl<M> Default for Ready<M> {
@@ -179,6 +186,7 @@ impl<M> Default for Ready<M> {
             committed: Vec::new(),
             reads: Vec::new(),
             rejected: Vec::new(),
+            snapshot_wanted: false,
         }
     }
 }
@@ -195,6 +203,7 @@ impl<M> Ready<M> {
             && self.committed.is_empty()
             && self.reads.is_empty()
             && self.rejected.is_empty()
+            && !self.snapshot_wanted
     }
 
     /// Whether anything must be made durable before `messages` may go out.

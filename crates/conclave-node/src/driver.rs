@@ -304,7 +304,33 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
         }
         // 6. Everything the Ready asked for is done.
         self.protocol.advance();
+        if ready.snapshot_wanted {
+            self.load_snapshot()?;
+        }
         self.maybe_snapshot()
+    }
+
+    /// Reads the latest snapshot back from the store for the protocol, which let go of its
+    /// data and now has a peer to send it to. A file that cannot be read is logged and left:
+    /// the protocol asks again at its next attempt, and the store's log stays usable.
+    fn load_snapshot(&mut self) -> Result<(), StorageError> {
+        let started = Instant::now();
+        match self.store.load_snapshot() {
+            Ok(Some(snapshot)) => {
+                tracing::info!(
+                    index = snapshot.meta.index,
+                    bytes = snapshot.data.len(),
+                    read_ms = started.elapsed().as_millis() as u64,
+                    "snapshot read back for a peer"
+                );
+                self.protocol.snapshot_loaded(snapshot);
+            }
+            Ok(None) => {}
+            // The store failed earlier: the node stops, as for any write.
+            Err(error @ StorageError::Failed(_)) => return Err(error),
+            Err(error) => tracing::error!(%error, "cannot read the snapshot back for a peer"),
+        }
+        Ok(())
     }
 
     fn send_all(&mut self, messages: Vec<conclave_core::Envelope<P::Message>>) {

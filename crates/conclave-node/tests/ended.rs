@@ -2,7 +2,9 @@
 //! moment a server that runs its client API on the node thread must stop too.
 
 use bytes::Bytes;
-use conclave_core::{Consensus, ConsensusError, Membership, NodeId, SnapshotMeta, StateMachine};
+use conclave_core::{
+    Consensus, ConsensusError, Membership, NodeId, Snapshot, SnapshotMeta, StateMachine,
+};
 use conclave_node::{ChannelNetwork, NodeConfig, NodeHandle, NodeRuntime};
 use conclave_raft::{Raft, RaftConfig};
 use conclave_storage::{LogStore, MemStore, StorageError, WriteBatch};
@@ -52,6 +54,9 @@ impl LogStore for Breakable {
     }
     fn last_index(&self) -> u64 {
         self.inner.last_index()
+    }
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        self.inner.load_snapshot()
     }
 }
 

@@ -29,13 +29,16 @@ impl Paxos {
             self.send(from, reply);
             return;
         }
-        if start < self.log.first_index()
-            && let Some(snapshot) = self.snapshot.clone()
-        {
-            let configs = self.configs.to_pairs();
-            let reply =
-                Message::InstallSnapshot { ballot: Ballot::ZERO, tick: 0, snapshot, configs };
-            self.send(from, reply);
+        if start < self.log.first_index() && self.snapshot.meta().is_some() {
+            // The proposer lacks compacted slots: it gets the snapshot instead of a promise.
+            // Without its data at hand (read back from the store first), no answer yet; the
+            // proposer prepares again.
+            if let Some(snapshot) = self.snapshot.for_sending() {
+                let configs = self.configs.to_pairs();
+                let reply =
+                    Message::InstallSnapshot { ballot: Ballot::ZERO, tick: 0, snapshot, configs };
+                self.send(from, reply);
+            }
             return;
         }
         // Promising a higher ballot dooms our own leadership or candidacy at a lower one.

@@ -253,14 +253,17 @@ impl Paxos {
         if p.catchup.is_some_and(|(f, t)| f == from && now < t + interval) {
             return;
         }
-        p.catchup = Some((from, now));
         if needs_snapshot {
-            let Some(snapshot) = self.snapshot.clone() else { return };
+            // The first attempt asks for the data (read back from the store); the next sends.
+            let Some(snapshot) = self.snapshot.for_sending() else { return };
+            let RoleState::Leader(l) = &mut self.role else { return };
+            l.progress_mut(peer).catchup = Some((from, now));
             self.counters.snapshots_sent_total += 1;
             let configs = self.configs.to_pairs();
             self.send(peer, Message::InstallSnapshot { ballot, tick: now, snapshot, configs });
             return;
         }
+        p.catchup = Some((from, now));
         let batch = self.config.max_batch_entries as u64;
         let to = self.commit.min(from + batch - 1);
         if to < from {

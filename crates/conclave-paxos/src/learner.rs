@@ -92,7 +92,7 @@ impl Paxos {
         }
         self.configs.prune_below(index + 1);
         self.hard_state_dirty = true;
-        self.snapshot = Some(snapshot.clone());
+        self.snapshot.replace(snapshot.clone());
         self.out.snapshot = Some(snapshot);
         self.after_commit();
     }

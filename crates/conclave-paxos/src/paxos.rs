@@ -15,8 +15,8 @@ use crate::slot_log::SlotLog;
 use crate::{Ballot, MAX_NODE_ID, Message, PaxosConfig, PaxosError};
 use bytes::Bytes;
 use conclave_core::{
-    ConsensusError, DetRng, Entry, EntryKind, Envelope, Guarantees, Membership, NodeId, Protocol,
-    Ready, Recovered, Rejection, RequestId, Role, Snapshot, Status, proposal,
+    ConsensusError, DetRng, Entry, EntryKind, Envelope, Guarantees, HeldSnapshot, Membership,
+    NodeId, Protocol, Ready, Recovered, Rejection, RequestId, Role, Snapshot, Status, proposal,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -67,7 +67,9 @@ pub struct Paxos {
     pub(crate) commit: u64,
     /// Committed slots up to here were handed out in `Ready::committed`.
     pub(crate) handed: u64,
-    pub(crate) snapshot: Option<Snapshot>,
+    /// The latest snapshot, for peers that need compacted slots; its data is read back from
+    /// the store when one does (`Ready::snapshot_wanted`).
+    pub(crate) snapshot: HeldSnapshot,
     pub(crate) configs: ConfigHistory,
 
     // Proposer.
@@ -174,7 +176,7 @@ impl Paxos {
             log: SlotLog::new(snapshot_index + 1, entries),
             commit,
             handed: snapshot_index,
-            snapshot: recovered.snapshot,
+            snapshot: HeldSnapshot::new(recovered.snapshot),
             configs,
             role: RoleState::Follower,
             leader: None,
@@ -416,6 +418,7 @@ impl Protocol for Paxos {
 
     fn tick(&mut self) {
         self.now += 1;
+        self.snapshot.tick();
         self.heard_elapsed = self.heard_elapsed.saturating_add(1);
         if self.now.is_multiple_of(1024) {
             self.forwards_taken.prune(self.now);
@@ -502,18 +505,23 @@ impl Protocol for Paxos {
 
     fn snapshot_taken(&mut self, snapshot: Snapshot) {
         let index = snapshot.meta.index.min(self.handed);
-        if self.snapshot.as_ref().is_some_and(|s| s.meta.index >= snapshot.meta.index) {
+        if self.snapshot.index() >= snapshot.meta.index {
             return;
         }
-        self.snapshot = Some(snapshot);
+        self.snapshot.replace(snapshot);
         if index >= self.log.first_index() {
             self.log.compact_to(index);
             self.out.compact_to = Some(index);
         }
     }
 
+    fn snapshot_loaded(&mut self, snapshot: Snapshot) {
+        self.snapshot.loaded(snapshot);
+    }
+
     fn has_ready(&self) -> bool {
         !self.out.is_empty()
+            || self.snapshot.is_wanted()
             || self.hard_state_dirty
             || self.commit != self.handed_commit
             || self.log.is_dirty()
@@ -571,6 +579,7 @@ impl Protocol for Paxos {
             debug_assert_eq!(ready.committed.len() as u64, self.commit - self.handed);
             self.handed = self.commit;
         }
+        ready.snapshot_wanted = self.snapshot.take_wanted();
         ready
     }
 

@@ -98,7 +98,7 @@ impl Raft {
             self.commit = index;
             self.applied = index;
             self.counters.snapshots_installed += 1;
-            self.snapshot = Some(snapshot.clone());
+            self.snapshot.replace(snapshot.clone());
             self.out.snapshot = Some(snapshot);
         }
         let reply = RaftMessage::InstallSnapshotResponse { term: self.term, match_index: index };

@@ -34,12 +34,13 @@ impl Protocol for Raft {
         self.read_inner(id);
     }
 
-    /// Keeps the snapshot to send to lagging followers and compacts the log below it,
+    /// Keeps the snapshot (its metadata; the data is read back when a follower needs it) to
+    /// send to lagging followers and compacts the log below it,
     /// keeping `snapshot_keep_entries`. The snapshot's term and membership are taken from
     /// this replica's log, which knows the membership in effect at its index.
     fn snapshot_taken(&mut self, mut snapshot: Snapshot) {
         let index = snapshot.meta.index;
-        let newest = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        let newest = self.snapshot.index();
         if index <= newest || index > self.applied || index > self.log.last_index() {
             return;
         }
@@ -47,7 +48,7 @@ impl Protocol for Raft {
             snapshot.meta.term = term;
         }
         snapshot.meta.membership = self.memberships.at(index).clone();
-        self.snapshot = Some(snapshot);
+        self.snapshot.replace(snapshot);
         let compact_to = index.saturating_sub(self.config.snapshot_keep_entries);
         if compact_to > self.log.offset_index() {
             self.memberships.compacted(compact_to);
@@ -56,9 +57,14 @@ impl Protocol for Raft {
         }
     }
 
+    fn snapshot_loaded(&mut self, snapshot: Snapshot) {
+        self.snapshot.loaded(snapshot);
+    }
+
     fn has_ready(&self) -> bool {
         let out = &self.out;
         out.snapshot.is_some()
+            || self.snapshot.is_wanted()
             || out.compact_to.is_some()
             || !out.eager.is_empty()
             || !out.messages.is_empty()
@@ -112,6 +118,7 @@ impl Protocol for Raft {
             committed,
             reads: std::mem::take(&mut self.out.reads),
             rejected: std::mem::take(&mut self.out.rejected),
+            snapshot_wanted: self.snapshot.take_wanted(),
         }
     }
 

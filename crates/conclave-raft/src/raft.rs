@@ -14,8 +14,8 @@ use crate::log::RaftLog;
 use crate::membership_log::MembershipLog;
 use crate::{RaftConfig, RaftError, RaftMessage};
 use conclave_core::{
-    ConsensusError, DetRng, Entry, Envelope, Membership, NodeId, ReadState, Recovered, Rejection,
-    RequestId, Role, Snapshot,
+    ConsensusError, DetRng, Entry, Envelope, HeldSnapshot, Membership, NodeId, ReadState,
+    Recovered, Rejection, RequestId, Role, Snapshot,
 };
 use std::collections::BTreeMap;
 
@@ -77,8 +77,9 @@ pub struct Raft {
     pub(crate) randomized_election_timeout: u64,
     pub(crate) heartbeat_elapsed: u64,
 
-    /// The latest snapshot: sent to followers that need compacted entries.
-    pub(crate) snapshot: Option<Snapshot>,
+    /// The latest snapshot: sent to followers that need compacted entries. Its data is read
+    /// back from the store when one does (`Ready::snapshot_wanted`).
+    pub(crate) snapshot: HeldSnapshot,
     /// The last index handed out in `Ready::committed` (or covered by a snapshot).
     pub(crate) applied: u64,
     pub(crate) out: Outbox,
@@ -161,7 +162,7 @@ impl Raft {
             election_elapsed: 0,
             randomized_election_timeout: 0,
             heartbeat_elapsed: 0,
-            snapshot: recovered.snapshot,
+            snapshot: HeldSnapshot::new(recovered.snapshot),
             applied: offset_index,
             out: Outbox::default(),
             counters: Counters::default(),
@@ -323,6 +324,7 @@ impl Raft {
 
     pub(crate) fn tick_inner(&mut self) {
         self.now += 1;
+        self.snapshot.tick();
         if self.state == State::Leader {
             self.tick_leader();
             return;

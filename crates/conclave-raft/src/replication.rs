@@ -235,7 +235,8 @@ impl Raft {
     /// The follower needs entries this log no longer holds: send the whole snapshot (§7).
     fn send_snapshot(&mut self, to: NodeId) -> bool {
         // Compaction only ever follows a snapshot, so one exists whenever entries are missing.
-        let Some(snapshot) = self.snapshot.clone() else { return false };
+        // Its data is read back from the store the first time (the next attempt sends it).
+        let Some(snapshot) = self.snapshot.for_sending() else { return false };
         let Some(lead) = &mut self.lead else { return false };
         let Some(progress) = lead.progress.get_mut(&to) else { return false };
         progress.become_snapshot(snapshot.meta.index, self.now);

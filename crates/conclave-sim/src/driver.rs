@@ -137,7 +137,15 @@ impl<P: SimProtocol> Simulation<P> {
             }
         }
         let Ready {
-            snapshot, entries, eager_messages, messages, committed, reads, rejected, ..
+            snapshot,
+            entries,
+            eager_messages,
+            messages,
+            committed,
+            reads,
+            rejected,
+            snapshot_wanted,
+            ..
         } = ready;
         // 2. Messages that may leave before the write is durable.
         if !self.send_all(node, eager_messages) {
@@ -207,8 +215,21 @@ impl<P: SimProtocol> Simulation<P> {
             }
         }
         // 7. Done: the protocol may count what it asked to persist as durable.
-        if let Some(protocol) = self.nodes[node].protocol.as_mut() {
+        let n = &mut self.nodes[node];
+        if let Some(protocol) = n.protocol.as_mut() {
             protocol.advance();
+            // The protocol let go of its snapshot's data and has a peer to send it to.
+            if snapshot_wanted {
+                match n.store.load_snapshot() {
+                    Ok(Some(stored)) => protocol.snapshot_loaded(stored),
+                    Ok(None) => {}
+                    Err(error) => {
+                        let detail =
+                            format!("n{} cannot read its snapshot back: {error}", node + 1);
+                        return self.fail(Violation::new(self.now_us, "storage contract", detail));
+                    }
+                }
+            }
         }
         self.observe(node, &entries, snapshot.as_ref().map(|s| &s.meta), &committed, false);
         if self.guarantees.has_leader

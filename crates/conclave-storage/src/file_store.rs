@@ -538,6 +538,18 @@ impl LogStore for FileStore {
         self.sync_inner().map_err(|e| self.fail(e))
     }
 
+    /// Reads the file the current snapshot marker names (its checksum checked, as at recovery).
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        self.check_usable()?;
+        match self.snapshot {
+            Some(marker) => {
+                snapshot_file::read(&self.snap_dir, marker, self.options.max_snapshot_bytes)
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
     fn snapshot_writer(&self) -> Option<SnapshotWriter> {
         Some(SnapshotWriter {
             dir: self.snap_dir.clone(),

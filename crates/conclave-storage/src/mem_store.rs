@@ -84,6 +84,10 @@ impl LogStore for MemStore {
     fn last_index(&self) -> u64 {
         self.staged.bounds.last_index
     }
+
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.staged.snapshot.clone())
+    }
 }
 
 /// A checked batch that owns its data, so it can wait in the journal.

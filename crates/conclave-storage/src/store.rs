@@ -131,6 +131,11 @@ pub trait LogStore: Send + 'static {
     fn snapshot_writer(&self) -> Option<crate::SnapshotWriter> {
         None
     }
+
+    /// The latest snapshot stored (staged or synced), read back whole: what a protocol that
+    /// let go of its snapshot's data asks for to send it to a peer
+    /// ([`conclave_core::Ready::snapshot_wanted`]).
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, StorageError>;
 }
 
 impl<S: LogStore + ?Sized> LogStore for Box<S> {
@@ -148,5 +153,9 @@ impl<S: LogStore + ?Sized> LogStore for Box<S> {
 
     fn snapshot_writer(&self) -> Option<crate::SnapshotWriter> {
         (**self).snapshot_writer()
+    }
+
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        (**self).load_snapshot()
     }
 }

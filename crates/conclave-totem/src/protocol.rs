@@ -18,6 +18,7 @@ impl Protocol for Totem {
 
     fn tick(&mut self) {
         self.now += 1;
+        self.snapshot.tick();
         match self.phase {
             Phase::Gather(_) | Phase::Commit(_) => self.tick_membership(),
             Phase::Recovery(_) | Phase::Operational => self.tick_ring(),
@@ -54,12 +55,16 @@ impl Protocol for Totem {
             return;
         }
         self.log.compact(index);
-        self.snapshot = Some(snapshot);
+        self.snapshot.replace(snapshot);
         self.out.compact_to = Some(index);
     }
 
+    fn snapshot_loaded(&mut self, snapshot: Snapshot) {
+        self.snapshot.loaded(snapshot);
+    }
+
     fn has_ready(&self) -> bool {
-        !self.out.is_empty() || self.hard_state() != self.persisted
+        !self.out.is_empty() || self.snapshot.is_wanted() || self.hard_state() != self.persisted
     }
 
     fn ready(&mut self) -> Ready<TotemMessage> {
@@ -87,6 +92,7 @@ impl Protocol for Totem {
             committed: out.committed,
             reads: out.reads,
             rejected: out.rejected,
+            snapshot_wanted: self.snapshot.take_wanted(),
         }
     }
 

@@ -57,12 +57,18 @@ impl Totem {
             {
                 continue;
             }
-            rec.sync_sent.insert(member, (now, have));
             let from = have + 1;
-            let (snapshot, first) = match &self.snapshot {
-                Some(s) if from <= self.log.snapshot_index() => (Some(s.clone()), s.meta.index + 1),
-                _ => (None, from),
+            let snapshot = if self.snapshot.meta().is_some() && from <= self.log.snapshot_index() {
+                // Its data is read back from the store first; the next attempt sends it.
+                match self.snapshot.for_sending() {
+                    Some(snapshot) => Some(snapshot),
+                    None => continue,
+                }
+            } else {
+                None
             };
+            rec.sync_sent.insert(member, (now, have));
+            let first = snapshot.as_ref().map_or(from, |s| s.meta.index + 1);
             let last = chosen.last_index.min(first + SYNC_BATCH_ENTRIES - 1);
             let mut entries = self.log.slice(first, last);
             let mut bytes = 0;
@@ -100,7 +106,7 @@ impl Totem {
             self.out.committed.clear();
             self.committed = snapshot.meta.index;
             self.applied = self.applied.max(snapshot.meta.index);
-            self.snapshot = Some(snapshot.clone());
+            self.snapshot.replace(snapshot.clone());
             self.out.snapshot = Some(snapshot);
         }
         let mut reached = None;

@@ -17,8 +17,8 @@ use crate::ring::Ring;
 use crate::{RingId, TotemConfig, TotemError, TotemMessage};
 use bytes::Bytes;
 use conclave_core::{
-    DetRng, Entry, Envelope, Membership, NodeId, ReadState, Recovered, Rejection, RequestId,
-    Snapshot,
+    DetRng, Entry, Envelope, HeldSnapshot, Membership, NodeId, ReadState, Recovered, Rejection,
+    RequestId, Snapshot,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -122,8 +122,9 @@ pub struct Totem {
     pub(crate) committed: u64,
     pub(crate) installed: Option<RingId>,
     pub(crate) persisted: HardState,
-    /// The latest snapshot: sent to members of a new primary component that lag behind.
-    pub(crate) snapshot: Option<Snapshot>,
+    /// The latest snapshot: sent to members of a new primary component that lag behind. Its
+    /// data is read back from the store when one does (`Ready::snapshot_wanted`).
+    pub(crate) snapshot: HeldSnapshot,
     /// The last index handed out in `Ready::committed` (or covered by a snapshot).
     pub(crate) applied: u64,
 
@@ -199,7 +200,7 @@ impl Totem {
             committed: base,
             installed: hard.ring,
             persisted: hard,
-            snapshot: recovered.snapshot,
+            snapshot: HeldSnapshot::new(recovered.snapshot),
             applied: base,
             phase: Phase::Operational,
             ring: None,

@@ -185,6 +185,11 @@ impl Cluster {
             replica.reads.extend(ready.reads);
             replica.rejected.extend(ready.rejected);
             replica.node.advance();
+            if ready.snapshot_wanted
+                && let Some(snapshot) = replica.store.snapshot.clone()
+            {
+                replica.node.snapshot_loaded(snapshot);
+            }
         }
     }
 

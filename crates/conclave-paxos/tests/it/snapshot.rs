@@ -35,7 +35,8 @@ fn a_lagging_learner_gets_the_snapshot() {
     c.propose(1, "tail");
     c.deliver_all();
     c.heal();
-    c.ticks(10);
+    // The first heartbeat's answer has the leader read its snapshot back; the next sends it.
+    c.ticks(20);
     assert_eq!(c.commands(3).len(), 31);
     assert_eq!(c.replica(3).store.snapshot.as_ref().map(|s| s.meta.index), Some(30));
     assert!(c.node(1).counters().contains(&("snapshots_sent_total", 1)));
@@ -65,7 +66,8 @@ fn restart_from_a_snapshot_and_later_slots() {
 }
 
 // An acceptor that compacted past a candidate's start slot cannot report those records: it
-// answers with its snapshot instead of a promise.
+// answers with its snapshot instead of a promise (read back from its store at the first
+// prepare, sent at the next).
 #[test]
 fn a_candidate_behind_a_snapshot_catches_up_before_leading() {
     let mut c = Cluster::new(3);
@@ -81,6 +83,11 @@ fn a_candidate_behind_a_snapshot_catches_up_before_leading() {
     c.heal();
     c.isolate(1);
     c.warm_up();
+    c.node_mut(3).campaign();
+    c.process(conclave_core::NodeId(3));
+    c.deliver_all();
+    assert!(!c.node(3).is_leader());
+    assert_eq!(c.node(3).commit_index(), 0, "no promise and no snapshot yet");
     c.node_mut(3).campaign();
     c.process(conclave_core::NodeId(3));
     c.deliver_all();

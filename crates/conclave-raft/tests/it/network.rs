@@ -99,6 +99,8 @@ pub struct Network {
     /// `violations`, for tests that show a planted bug being caught.
     pub strict: bool,
     pub violations: Vec<String>,
+    /// Snapshots read back from a store because Raft asked (`Ready::snapshot_wanted`).
+    pub snapshots_loaded: u64,
 }
 
 impl Network {
@@ -123,6 +125,7 @@ impl Network {
             read_floors: BTreeMap::new(),
             strict: true,
             violations: Vec::new(),
+            snapshots_loaded: 0,
         };
         for &id in started {
             net.add_node(NodeId(id), net.initial.clone());
@@ -206,6 +209,12 @@ impl Network {
             node.reads.extend(ready.reads);
             node.rejected.extend(ready.rejected);
             node.raft.advance();
+            if ready.snapshot_wanted
+                && let Some(snapshot) = node.store.snapshot.clone()
+            {
+                self.snapshots_loaded += 1;
+                node.raft.snapshot_loaded(snapshot);
+            }
         }
         for violation in violations {
             assert!(!self.strict, "{violation}");
@@ -328,6 +337,14 @@ impl Network {
                 .expect("recovers");
         node.applied.clear();
         node.applied_index = node.store.snapshot.as_ref().map_or(0, |s| s.meta.index);
+    }
+
+    /// Hands replica `id` a snapshot the way the driver does: stored first (Raft reads its data
+    /// back from the store when it sends it), then given to Raft.
+    pub fn snapshot_taken(&mut self, id: u64, snapshot: Snapshot) {
+        let node = self.nodes.get_mut(&NodeId(id)).unwrap();
+        node.store.snapshot = Some(snapshot.clone());
+        node.raft.snapshot_taken(snapshot);
     }
 
     /// Takes a snapshot of replica `id` at its applied index, as the driver would: persisted

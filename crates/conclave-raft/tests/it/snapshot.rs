@@ -50,7 +50,7 @@ fn a_lagging_follower_is_sent_the_snapshot() {
         net.propose(1, &format!("c{i}"));
     }
     net.deliver_all();
-    net.raft_mut(1).snapshot_taken(snapshot_at(11));
+    net.snapshot_taken(1, snapshot_at(11));
     net.process(NodeId(1));
     assert_eq!(net.raft(1).first_index(), 12);
     net.propose(1, "after");
@@ -114,15 +114,22 @@ fn a_conflicting_log_is_replaced_by_the_snapshot() {
     assert_eq!(r.term_at(4), Some(2));
 }
 
-// Reference: §7 — the snapshot or its answer may be lost; the leader sends it again.
-#[test]
-fn a_lost_snapshot_is_sent_again() {
+/// Replica 1 leads and has compacted its log into a snapshot at 2 while replica 3 was cut off;
+/// the link is still cut.
+fn follower_3_behind_a_snapshot() -> Network {
     let mut net = Network::new(3, RaftConfig { snapshot_keep_entries: 0, ..config() });
     net.elect(1);
     net.isolate(3);
     net.propose(1, "x");
     net.deliver_all();
-    net.raft_mut(1).snapshot_taken(snapshot_at(2));
+    net.snapshot_taken(1, snapshot_at(2));
+    net
+}
+
+// Reference: §7 — the snapshot or its answer may be lost; the leader sends it again.
+#[test]
+fn a_lost_snapshot_is_sent_again() {
+    let mut net = follower_3_behind_a_snapshot();
     net.heal();
     let mut dropped = 0;
     for _ in 0..30 {
@@ -140,6 +147,21 @@ fn a_lost_snapshot_is_sent_again() {
     assert_eq!(net.raft(3).commit_index(), 2);
 }
 
+// The leader keeps only its snapshot's metadata: the follower that needs it has the leader ask
+// for the data once (read back from the store), and it is let go again a while after sending.
+#[test]
+fn the_snapshot_data_is_read_back_for_a_follower_and_let_go() {
+    let mut net = follower_3_behind_a_snapshot();
+    net.process(NodeId(1));
+    assert_eq!(net.snapshots_loaded, 0, "nothing is read back while no follower needs it");
+    net.heal();
+    net.tick_all(5);
+    assert_eq!(net.node(3).snapshots_restored.len(), 1);
+    assert_eq!(net.snapshots_loaded, 1);
+    net.tick_all(conclave_core::held_snapshot::HELD_SNAPSHOT_RELEASE_TICKS as usize);
+    assert_eq!(net.snapshots_loaded, 1, "read back once");
+}
+
 // Reference: §7 — a replica restarts from its snapshot and the entries after it, and re-applies
 // the committed ones.
 #[test]
@@ -150,7 +172,7 @@ fn restart_from_snapshot_and_log() {
         net.propose(1, &format!("c{i}"));
     }
     net.deliver_all();
-    net.raft_mut(2).snapshot_taken(snapshot_at(3));
+    net.snapshot_taken(2, snapshot_at(3));
     net.process(NodeId(2));
     // Storage may keep entries below its snapshot; recovery ignores them.
     net.nodes.get_mut(&NodeId(2)).unwrap().store.snapshot = Some(Snapshot {

@@ -50,6 +50,7 @@ pub fn cases<H: Harness>() -> Vec<Case<H>> {
         ("conflicting_suffix_is_replaced", conflicting_suffix_is_replaced::<H>),
         ("hard_state_is_replaced", hard_state_is_replaced::<H>),
         ("snapshot_drops_covered_entries", snapshot_drops_covered_entries::<H>),
+        ("the_latest_snapshot_reads_back", the_latest_snapshot_reads_back::<H>),
         ("snapshot_beyond_the_log", snapshot_beyond_the_log::<H>),
         ("installed_snapshot_replaces_the_log", installed_snapshot_replaces_the_log::<H>),
         ("compact_to_keeps_uncovered_entries", compact_to_keeps_uncovered_entries::<H>),
@@ -78,6 +79,7 @@ macro_rules! conformance_tests {
             conflicting_suffix_is_replaced,
             hard_state_is_replaced,
             snapshot_drops_covered_entries,
+            the_latest_snapshot_reads_back,
             snapshot_beyond_the_log,
             installed_snapshot_replaces_the_log,
             compact_to_keeps_uncovered_entries,
@@ -277,6 +279,23 @@ pub fn snapshot_drops_covered_entries<H: Harness>(harness: &mut H) {
     );
     sync(&mut store);
     restart_and_check(harness, store, &model, "newer snapshot with entries in the same batch");
+}
+
+/// `load_snapshot` reads back the latest snapshot whole — what a protocol that let go of its
+/// snapshot's data asks for — before and after a restart.
+pub fn the_latest_snapshot_reads_back<H: Harness>(harness: &mut H) {
+    let (mut store, _) = harness.create();
+    let mut model = Model::default();
+    assert_eq!(store.load_snapshot().expect("read back"), None, "no snapshot yet");
+    write(&mut store, &mut model, &append(&entries(1..=20, 1)));
+    for index in [10, 15] {
+        let snap = snapshot(index, 1);
+        write(&mut store, &mut model, &WriteBatch { snapshot: Some(&snap), ..Default::default() });
+        sync(&mut store);
+        assert_eq!(store.load_snapshot().expect("read back"), Some(snap));
+    }
+    let store = restart_and_check(harness, store, &model, "snapshot at 15 of 20");
+    assert_eq!(store.load_snapshot().expect("read back"), Some(snapshot(15, 1)));
 }
 
 /// A snapshot installed from a peer (`discard_log`) drops the entries after its index too, and

@@ -19,6 +19,6 @@ mod file_default_options {
 #[test]
 fn run_all_covers_every_case() {
     let cases = conclave_storage::conformance::cases::<crate::support::MemHarness>();
-    assert_eq!(cases.len(), 14, "the macro and cases() must list the same cases");
+    assert_eq!(cases.len(), 15, "the macro and cases() must list the same cases");
     conclave_storage::conformance::run_all(&mut crate::support::MemHarness);
 }

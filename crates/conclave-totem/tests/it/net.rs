@@ -269,6 +269,11 @@ impl Cluster {
             node.reads.extend(ready.reads.iter().copied());
             node.rejected.extend(ready.rejected.iter().cloned());
             node.totem.as_mut().expect("node is up").advance();
+            if ready.snapshot_wanted
+                && let Some(snapshot) = node.store.snapshot.clone()
+            {
+                node.totem.as_mut().expect("node is up").snapshot_loaded(snapshot);
+            }
             for env in ready.eager_messages.into_iter().chain(ready.messages) {
                 self.sequence += 1;
                 let jitter = if self.latency_jitter_ms > 0 {
