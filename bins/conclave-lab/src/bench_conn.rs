@@ -108,9 +108,10 @@ impl Connection {
         uri: &Uri,
         request: &Q,
     ) -> Result<A, Status> {
-        let mut body = BytesMut::with_capacity(5 + request.encoded_len());
+        let len = request.encoded_len();
+        let mut body = BytesMut::with_capacity(5 + len);
         body.put_u8(0);
-        body.put_u32(request.encoded_len() as u32);
+        body.put_u32(len as u32);
         request.encode(&mut body).map_err(|e| Status::internal(format!("encoding: {e}")))?;
 
         let mut head = Request::new(());
