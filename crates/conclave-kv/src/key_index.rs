@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::KeyValue;
 use crate::kv::Revision;
 
 /// One life of a key.
@@ -18,10 +19,16 @@ struct Generation {
     tombstone: Option<Revision>,
 }
 
-/// Every generation of one key still held, oldest first.
+/// Every generation of one key still held, oldest first, and the key's current value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct KeyHistory {
     generations: Vec<Generation>,
+    /// The record of the live put (`live`), kept here as well as in the record store: a put
+    /// needs the key's previous value and a read at the current revision wants it, and this
+    /// spares both a search of the record store. Derived, not replicated: a restored state
+    /// fills it in (`KvStore::recount_derived`).
+    #[serde(skip)]
+    current: Option<KeyValue>,
 }
 
 impl KeyHistory {
@@ -32,6 +39,22 @@ impl KeyHistory {
             Some(_) => None,
             None => last.puts.last().copied(),
         }
+    }
+
+    /// The key's current value: the live put's record. `None` if the key does not exist now.
+    pub fn current(&self) -> Option<&KeyValue> {
+        self.current.as_ref()
+    }
+
+    /// The key's value as of `main` when that is its current value; `None` when the key does
+    /// not exist now or `main` is older than its live put (the record store has the answer).
+    pub fn current_at(&self, main: i64) -> Option<&KeyValue> {
+        self.current.as_ref().filter(|kv| kv.mod_revision <= main)
+    }
+
+    /// Sets the live put's record, for a restored history (see `current`).
+    pub fn restore_current(&mut self, kv: Option<KeyValue>) {
+        self.current = kv;
     }
 
     /// The put that gave the key its value as of `main` (inclusive), if it existed then.
@@ -50,12 +73,14 @@ impl KeyHistory {
         None
     }
 
-    /// Records a put; it starts a new generation if the key does not exist now.
-    pub fn put(&mut self, revision: Revision) {
+    /// Records a put of `kv` (its record at `revision`); it starts a new generation if the key
+    /// does not exist now.
+    pub fn put(&mut self, revision: Revision, kv: KeyValue) {
         match self.generations.last_mut() {
             Some(generation) if generation.tombstone.is_none() => generation.puts.push(revision),
             _ => self.generations.push(Generation { puts: vec![revision], tombstone: None }),
         }
+        self.current = Some(kv);
     }
 
     /// Records a delete of the live key.
@@ -66,6 +91,7 @@ impl KeyHistory {
             .filter(|g| g.tombstone.is_none())
             .expect("invariant: only a live key is deleted");
         generation.tombstone = Some(revision);
+        self.current = None;
     }
 
     /// Forgets every revision below `main` that no read at or above `main` needs: all but the
@@ -146,14 +172,18 @@ mod tests {
         Revision::new(main, 0)
     }
 
+    fn kv(main: i64) -> KeyValue {
+        KeyValue { mod_revision: main, ..KeyValue::default() }
+    }
+
     fn history() -> KeyHistory {
         // Life 1: put 2, put 4, deleted 5. Life 2: put 7, put 9.
         let mut h = KeyHistory::default();
-        h.put(rev(2));
-        h.put(rev(4));
+        h.put(rev(2), kv(2));
+        h.put(rev(4), kv(4));
         h.delete(rev(5));
-        h.put(rev(7));
-        h.put(rev(9));
+        h.put(rev(7), kv(7));
+        h.put(rev(9), kv(9));
         h
     }
 
@@ -169,6 +199,14 @@ mod tests {
         assert_eq!(h.at(8), Some(rev(7)));
         assert_eq!(h.at(100), Some(rev(9)));
         assert_eq!(h.live(), Some(rev(9)));
+        // The current value answers from the live put on, and only then.
+        assert_eq!(h.current_at(100).map(|kv| kv.mod_revision), Some(9));
+        assert_eq!(h.current_at(9).map(|kv| kv.mod_revision), Some(9));
+        assert_eq!(h.current_at(8), None);
+        let mut deleted = h.clone();
+        deleted.delete(rev(10));
+        assert_eq!(deleted.current(), None);
+        assert_eq!(deleted.current_at(100), None);
     }
 
     #[test]
@@ -191,7 +229,7 @@ mod tests {
     #[test]
     fn compact_past_a_final_delete_empties_the_history() {
         let mut h = KeyHistory::default();
-        h.put(rev(2));
+        h.put(rev(2), kv(2));
         h.delete(rev(3));
         assert_eq!(h.compact(3), Vec::<Revision>::new());
         assert_eq!(h.compact(4), vec![rev(2), rev(3)]);

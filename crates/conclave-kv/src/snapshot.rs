@@ -68,7 +68,7 @@ impl StateMachine for KvStore {
         state.validate().map_err(|e| format!("inconsistent kv snapshot: {e}"))?;
         state.applied_index = meta.index;
         self.state = state;
-        self.recount_held_bytes();
+        self.recount_derived();
         Ok(())
     }
 }

@@ -186,9 +186,20 @@ impl KvStore {
         }
     }
 
-    /// Counts every record again (after a restore).
-    pub(crate) fn recount_held_bytes(&mut self) {
+    /// Recomputes what the store derives from the replicated state, for a restored one: the
+    /// held bytes and each key's current value.
+    pub(crate) fn recount_derived(&mut self) {
         self.held_bytes = self.state.records.values().map(Record::cost).sum();
+        let records = &self.state.records;
+        let index = std::mem::take(&mut self.state.index);
+        self.state.index = index
+            .into_iter()
+            .map(|(key, mut history)| {
+                let current = history.live().and_then(|r| records.get(&r)).map(|r| r.kv.clone());
+                history.restore_current(current);
+                (key, history)
+            })
+            .collect();
     }
 
     /// The revision of the last compaction; 0 if there was none.
@@ -278,15 +289,17 @@ impl KvStore {
     }
 
     /// The key's value as of `main`, if it existed then.
-    pub(crate) fn kv_at(&self, history: &KeyHistory, main: i64) -> Option<&KeyValue> {
+    pub(crate) fn kv_at<'a>(&'a self, history: &'a KeyHistory, main: i64) -> Option<&'a KeyValue> {
+        if let Some(kv) = history.current_at(main) {
+            return Some(kv);
+        }
         let revision = history.at(main)?;
         self.state.records.get(&revision).map(|record| &record.kv)
     }
 
     /// The key's current value, if it exists.
     pub(crate) fn live_kv(&self, key: &[u8]) -> Option<&KeyValue> {
-        let revision = self.state.index.get(key)?.live()?;
-        self.state.records.get(&revision).map(|record| &record.kv)
+        self.state.index.get(key)?.current()
     }
 
     pub(crate) fn event_of(&self, record: &Record) -> Event {

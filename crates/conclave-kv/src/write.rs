@@ -123,50 +123,37 @@ impl KvStore {
     /// Applies a checked put; `revision` in the response is the batch's.
     pub(crate) fn put_in(&mut self, batch: &mut Batch, req: &PutRequest) -> PutResponse {
         let revision = Revision::new(batch.main, batch.events.len() as i64);
-        // One search of the key index finds the key's current put and records this one (imbl's
-        // `entry` would search twice). The record takes the index's copy of the key: every
-        // revision of a key then shares one allocation, and a record held for a long time
-        // pins nothing of the request it came from.
-        let (key, prev_revision) = match self.state.index.get_key_value_mut(&req.key) {
+        let main = batch.main;
+        // One search of the key index finds the key's current value and records this put
+        // (imbl's `entry` would search twice). The record takes the index's copy of the key:
+        // every revision of a key then shares one allocation, and a record held for a long
+        // time pins nothing of the request it came from.
+        let (kv, prev, prev_revision) = match self.state.index.get_key_value_mut(&req.key) {
             Some((key, history)) => {
-                let live = history.live();
-                history.put(revision);
-                (key.clone(), live)
+                let prev_revision = history.live();
+                let prev = history.current().cloned();
+                let kv = put_value(key.clone(), prev.as_ref(), req, main);
+                history.put(revision, kv.clone());
+                (kv, prev, prev_revision)
             }
             None => {
+                let kv = put_value(req.key.clone(), None, req, main);
                 let mut history = KeyHistory::default();
-                history.put(revision);
+                history.put(revision, kv.clone());
                 self.state.index.insert(req.key.clone(), history);
-                (req.key.clone(), None)
+                (kv, None, None)
             }
-        };
-        let prev = prev_revision.and_then(|r| self.state.records.get(&r)).map(|r| r.kv.clone());
-        let value = match (&prev, req.ignore_value) {
-            (Some(prev), true) => prev.value.clone(),
-            _ => req.value.clone(),
-        };
-        let lease = match (&prev, req.ignore_lease) {
-            (Some(prev), true) => prev.lease,
-            _ => req.lease,
-        };
-        let kv = KeyValue {
-            key,
-            create_revision: prev.as_ref().map_or(batch.main, |p| p.create_revision),
-            mod_revision: batch.main,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
-            value,
-            lease,
         };
         if let Some(old) = prev.as_ref().filter(|p| p.lease != 0) {
             self.state.leases.detach(old.lease, &req.key);
         }
-        if lease != 0 {
-            self.state.leases.attach(lease, &req.key);
+        if kv.lease != 0 {
+            self.state.leases.attach(kv.lease, &req.key);
         }
         let record = Record { kv: kv.clone(), deleted: false, prev: prev_revision };
         self.hold(revision, record);
         batch.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
-        PutResponse { revision: batch.main, prev_kv: if req.prev_kv { prev } else { None } }
+        PutResponse { revision: main, prev_kv: if req.prev_kv { prev } else { None } }
     }
 
     /// Deletes every key in the range that exists now; `revision` in the response is the
@@ -205,7 +192,7 @@ impl KvStore {
     pub(crate) fn delete_in(&mut self, batch: &mut Batch, key: &Bytes) -> Option<KeyValue> {
         let history = self.state.index.get_mut(&key[..])?;
         let prev_revision = history.live()?;
-        let prev = self.state.records.get(&prev_revision)?.kv.clone();
+        let prev = history.current()?.clone();
         let revision = Revision::new(batch.main, batch.events.len() as i64);
         history.delete(revision);
         if prev.lease != 0 {
@@ -216,6 +203,24 @@ impl KvStore {
         self.hold(revision, record);
         batch.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
         Some(prev)
+    }
+}
+
+/// The record a put writes at revision `main`, given the key's current value `prev`.
+fn put_value(key: Bytes, prev: Option<&KeyValue>, req: &PutRequest, main: i64) -> KeyValue {
+    KeyValue {
+        key,
+        create_revision: prev.map_or(main, |p| p.create_revision),
+        mod_revision: main,
+        version: prev.map_or(1, |p| p.version + 1),
+        value: match (prev, req.ignore_value) {
+            (Some(prev), true) => prev.value.clone(),
+            _ => req.value.clone(),
+        },
+        lease: match (prev, req.ignore_lease) {
+            (Some(prev), true) => prev.lease,
+            _ => req.lease,
+        },
     }
 }
 
