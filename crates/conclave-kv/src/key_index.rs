@@ -52,6 +52,11 @@ impl KeyHistory {
         self.current.as_ref().filter(|kv| kv.mod_revision <= main)
     }
 
+    /// Takes the current value out, for a put about to replace it (which sets it again).
+    pub fn take_current(&mut self) -> Option<KeyValue> {
+        self.current.take()
+    }
+
     /// Sets the live put's record, for a restored history (see `current`).
     pub fn restore_current(&mut self, kv: Option<KeyValue>) {
         self.current = kv;

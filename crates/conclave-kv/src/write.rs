@@ -131,7 +131,7 @@ impl KvStore {
         let (kv, prev, prev_revision) = match self.state.index.get_key_value_mut(&req.key) {
             Some((key, history)) => {
                 let prev_revision = history.live();
-                let prev = history.current().cloned();
+                let prev = history.take_current();
                 let kv = put_value(key.clone(), prev.as_ref(), req, main);
                 history.put(revision, kv.clone());
                 (kv, prev, prev_revision)
@@ -152,8 +152,9 @@ impl KvStore {
         }
         let record = Record { kv: kv.clone(), deleted: false, prev: prev_revision };
         self.hold(revision, record);
-        batch.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
-        PutResponse { revision: main, prev_kv: if req.prev_kv { prev } else { None } }
+        let prev_kv = if req.prev_kv { prev.clone() } else { None };
+        batch.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev });
+        PutResponse { revision: main, prev_kv }
     }
 
     /// Deletes every key in the range that exists now; `revision` in the response is the
