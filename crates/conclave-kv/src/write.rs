@@ -131,9 +131,8 @@ impl KvStore {
         let (kv, prev, prev_revision) = match self.state.index.get_key_value_mut(&req.key) {
             Some((key, history)) => {
                 let prev_revision = history.live();
-                let prev = history.take_current();
-                let kv = put_value(key.clone(), prev.as_ref(), req, main);
-                history.put(revision, kv.clone());
+                let kv = put_value(key.clone(), history.current(), req, main);
+                let prev = history.put(revision, kv.clone());
                 (kv, prev, prev_revision)
             }
             None => {
