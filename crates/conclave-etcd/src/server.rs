@@ -1,16 +1,21 @@
-//! Assembling the five services into one gRPC server.
+//! Assembling the six services into one gRPC server.
 //!
-//! [`services`] gives the routes, each service wrapped in request metrics and with the gRPC
+//! [`services`] gives them as one service, each wrapped in request metrics and with the gRPC
 //! decoding limit etcd uses (`max_request_bytes` plus 512 KiB), for a caller that runs its own
 //! tonic server; such a caller also runs [`LeaseExpiry`] and [`AutoCompactor`] and calls
 //! [`EtcdContext::shutdown_streams`] when it stops. [`serve`] does all of that on a listener, and
 //! [`serve_with_tls`] the same over TLS.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::Routes;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::server::NamedService;
 use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::auth::AuthService;
@@ -31,37 +36,97 @@ use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::watch::WatchService;
 
-/// The KV, Watch, Lease, Cluster, Auth and Maintenance services over `ctx`.
-pub fn services(ctx: EtcdContext) -> Routes {
+/// The KV, Watch, Lease, Cluster, Auth and Maintenance services over one context, each in
+/// request metrics and with the gRPC decoding limit etcd uses: one `tower` service that
+/// hands each call to the service its path names.
+///
+/// It takes the place of tonic's `Routes`, which route through an `axum` router: a path
+/// pattern match, the request's body boxed into axum's type and back, the response converted
+/// twice, per call. Here a call costs a comparison of the service name and one boxed future
+/// (the metrics' own).
+#[derive(Clone, Debug)]
+pub struct Services {
+    kv: Metered<KvServer<KvService>>,
+    watch: Metered<WatchServer<WatchService>>,
+    lease: Metered<LeaseServer<LeaseService>>,
+    cluster: Metered<ClusterServer<ClusterService>>,
+    auth: Metered<AuthServer<AuthService>>,
+    maintenance: Metered<MaintenanceServer<MaintenanceService>>,
+}
+
+/// The services over `ctx`, for [`serve_with_tls`] or a caller that runs its own tonic server
+/// (`Server::serve_with_incoming_shutdown`); such a caller also runs [`LeaseExpiry`] and
+/// [`AutoCompactor`] and calls [`EtcdContext::shutdown_streams`] when it stops.
+pub fn services(ctx: EtcdContext) -> Services {
     let limit = ctx.limits.max_decoding_message_bytes();
     let protocol = ctx.protocol;
-    let mut routes = Routes::builder();
-    routes
-        .add_service(Metered::new(
+    Services {
+        kv: Metered::new(
             KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit),
             protocol,
-        ))
-        .add_service(Metered::new(
+        ),
+        watch: Metered::new(
             WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(limit),
             protocol,
-        ))
-        .add_service(Metered::new(
+        ),
+        lease: Metered::new(
             LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(limit),
             protocol,
-        ))
-        .add_service(Metered::new(
+        ),
+        cluster: Metered::new(
             ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit),
             protocol,
-        ))
-        .add_service(Metered::new(
+        ),
+        auth: Metered::new(
             AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(limit),
             protocol,
-        ))
-        .add_service(Metered::new(
+        ),
+        maintenance: Metered::new(
             MaintenanceServer::new(MaintenanceService::new(ctx)).max_decoding_message_size(limit),
             protocol,
-        ));
-    routes.routes()
+        ),
+    }
+}
+
+/// The service part of a gRPC path, `/<service>/<method>`.
+fn service_of(path: &str) -> Option<&str> {
+    path.strip_prefix('/')?.split_once('/').map(|(service, _)| service)
+}
+
+impl Service<http::Request<Body>> for Services {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<http::Response<Body>, Infallible>;
+
+    /// Always ready: the generated services are, and so are the metrics around them (their
+    /// `poll_ready` returns `Ready` without looking at anything).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        fn is<S: NamedService>(_: &S, name: &str) -> bool {
+            S::NAME == name
+        }
+        let name = service_of(req.uri().path()).unwrap_or_default();
+        if is(&self.kv, name) {
+            self.kv.call(req)
+        } else if is(&self.watch, name) {
+            self.watch.call(req)
+        } else if is(&self.lease, name) {
+            self.lease.call(req)
+        } else if is(&self.maintenance, name) {
+            self.maintenance.call(req)
+        } else if is(&self.auth, name) {
+            self.auth.call(req)
+        } else if is(&self.cluster, name) {
+            self.cluster.call(req)
+        } else {
+            let status = Status::unimplemented(format!("unknown service {name:?}"));
+            let (parts, ()) = status.into_http::<()>().into_parts();
+            Box::pin(std::future::ready(Ok(http::Response::from_parts(parts, Body::empty()))))
+        }
+    }
 }
 
 /// Serves the etcd API on `listener`, with lease expiry and the compactor beside it, until
@@ -87,7 +152,7 @@ pub async fn serve_with_tls(
 ) -> Result<(), tonic::transport::Error> {
     let expiry = tokio::spawn(LeaseExpiry::new(ctx.clone()).run(ctx.stopped()));
     let compactor = tokio::spawn(AutoCompactor::new(ctx.clone()).run(ctx.stopped()));
-    let routes = services(ctx.clone());
+    let services = services(ctx.clone());
     let stopper = ctx.clone();
     let signal = async move {
         shutdown.await;
@@ -103,7 +168,7 @@ pub async fn serve_with_tls(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
-    let result = builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal).await;
+    let result = builder.serve_with_incoming_shutdown(services, incoming, signal).await;
     ctx.shutdown_streams();
     // The expiry task ends on the same signal; a panic in it is not the caller's to handle.
     let _ = expiry.await;

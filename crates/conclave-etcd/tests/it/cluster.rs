@@ -6,13 +6,13 @@ use conclave_etcd::maintenance::SNAPSHOT_CHUNK_BYTES;
 use conclave_etcd::pb::etcdserverpb::alarm_request::AlarmAction;
 use conclave_etcd::pb::etcdserverpb::{
     AlarmRequest, DefragmentRequest, HashKvRequest, MemberAddRequest, MemberListRequest,
-    SnapshotRequest, StatusRequest,
+    RangeRequest, RangeResponse, SnapshotRequest, StatusRequest,
 };
 use conclave_etcd::snapshot_file::SnapshotFile;
 use conclave_kv::KvStore;
 use tonic::Code;
 
-use crate::kv::put;
+use crate::kv::{get, put};
 use crate::support::{Builder, CLUSTER_ID, TERM, TestServer, gossip_like};
 
 #[tokio::test]
@@ -150,4 +150,26 @@ async fn hash_kv_is_stable_and_tracks_writes() {
     assert_ne!(first.hash, later.hash);
     let at_old = maintenance.hash_kv(HashKvRequest { revision: 2 }).await.unwrap().into_inner();
     assert_eq!(at_old.hash, first.hash);
+}
+
+/// Calls `path` with an empty `RangeRequest` over the test server's channel.
+async fn call_path(server: &TestServer, path: &'static str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<RangeRequest, RangeResponse>::default();
+    let path = http::uri::PathAndQuery::from_static(path);
+    grpc.unary(tonic::Request::new(RangeRequest::default()), path, codec).await.unwrap_err()
+}
+
+#[tokio::test]
+async fn unknown_services_and_methods_are_unimplemented() {
+    let server = TestServer::start().await;
+    let status = call_path(&server, "/etcdserverpb.Nope/Range").await;
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(status.message().contains("etcdserverpb.Nope"), "{status:?}");
+    let status = call_path(&server, "/etcdserverpb.KV/Nope").await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    // The server still answers the calls it knows afterwards.
+    assert!(server.kv().await.range(get("k")).await.is_ok());
+    server.stop().await;
 }
