@@ -27,7 +27,7 @@ pub(crate) struct KeyHistory {
     /// needs the key's previous value and a read at the current revision wants it, and this
     /// spares both a search of the record store. Boxed, so that the index's nodes, which
     /// hold their entries inline, do not grow by a whole record per key (100,000 keys: about
-    /// 10 MiB less per node), and replaced in place by each put. Derived, not replicated: a
+    /// 6 MiB less per node), and replaced in place by each put. Derived, not replicated: a
     /// restored state fills it in (`KvStore::recount_derived`).
     #[serde(skip)]
     current: Option<Box<KeyValue>>,
@@ -91,15 +91,15 @@ impl KeyHistory {
         }
     }
 
-    /// Records a delete of the live key.
-    pub fn delete(&mut self, revision: Revision) {
+    /// Records a delete of the live key; returns its value until now.
+    pub fn delete(&mut self, revision: Revision) -> Option<KeyValue> {
         let generation = self
             .generations
             .last_mut()
             .filter(|g| g.tombstone.is_none())
             .expect("invariant: only a live key is deleted");
         generation.tombstone = Some(revision);
-        self.current = None;
+        self.current.take().map(|kv| *kv)
     }
 
     /// Forgets every revision below `main` that no read at or above `main` needs: all but the
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(h.current_at(9).map(|kv| kv.mod_revision), Some(9));
         assert_eq!(h.current_at(8), None);
         let mut deleted = h.clone();
-        deleted.delete(rev(10));
+        assert_eq!(deleted.delete(rev(10)).map(|kv| kv.mod_revision), Some(9));
         assert_eq!(deleted.current(), None);
         assert_eq!(deleted.current_at(100), None);
     }

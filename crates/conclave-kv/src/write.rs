@@ -192,9 +192,8 @@ impl KvStore {
     pub(crate) fn delete_in(&mut self, batch: &mut Batch, key: &Bytes) -> Option<KeyValue> {
         let history = self.state.index.get_mut(&key[..])?;
         let prev_revision = history.live()?;
-        let prev = history.current()?.clone();
         let revision = Revision::new(batch.main, batch.events.len() as i64);
-        history.delete(revision);
+        let prev = history.delete(revision).expect("invariant: a live key has a current value");
         if prev.lease != 0 {
             self.state.leases.detach(prev.lease, key);
         }
