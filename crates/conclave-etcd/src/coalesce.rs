@@ -106,8 +106,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
         Poll::Ready(Ok(n))
     }
 
+    /// `false`, though vectored writes are taken: a writer that believes its stream is vectored
+    /// may hand over a large payload as a separate slice, and h2 then flushes before it buffers
+    /// its next frame. Here every byte is copied into the buffer anyway, and with a non-vectored
+    /// stream h2 copies payloads below 1 KiB into its own buffer instead, so the frames of a
+    /// turn's answers reach one flush (see the module documentation).
     fn is_write_vectored(&self) -> bool {
-        true
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
