@@ -138,6 +138,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A writer that records each `write` it gets and can refuse to take more than `room` bytes.
@@ -231,5 +232,90 @@ mod tests {
         }
         stream.shutdown().await.unwrap();
         assert_eq!(reader.await.unwrap(), expected);
+    }
+
+    /// A stream that counts the writes that reach it.
+    struct Counted {
+        inner: tokio::io::DuplexStream,
+        writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+            self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Poll::Ready(Ok(written))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// The answers an HTTP/2 server completes in one turn leave in one write, even when each
+    /// carries a payload that h2 would hand a vectored stream as a slice of its own (256 bytes
+    /// or more) and flush before the next frame.
+    #[tokio::test]
+    async fn a_turn_of_http2_answers_with_large_payloads_leaves_in_one_write() {
+        const CALLS: usize = 16;
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server_io = Coalesced::new(Counted { inner: server_io, writes: writes.clone() });
+
+        let (calls_tx, mut calls) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut connection = h2::server::handshake(server_io).await.unwrap();
+            while let Some(call) = connection.accept().await {
+                calls_tx.send(call.unwrap().1).unwrap();
+            }
+        });
+        let (client, connection) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..CALLS {
+            let request = http::Request::post("http://test/call").body(()).unwrap();
+            answers.push(client.send_request(request, true).unwrap().0);
+        }
+        let mut respond: Vec<_> = Vec::new();
+        while respond.len() < CALLS {
+            respond.push(calls.recv().await.unwrap());
+        }
+
+        // Every answer at once, as a read round's answers are completed on the node's thread.
+        let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+        for respond in &mut respond {
+            let mut stream = respond.send_response(http::Response::new(()), false).unwrap();
+            stream.send_data(Bytes::from(vec![7u8; 312]), false).unwrap();
+            stream.send_trailers(http::HeaderMap::new()).unwrap();
+        }
+        for answer in answers {
+            let mut body = answer.await.unwrap().into_body();
+            let mut received = 0;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                received += chunk.len();
+                body.flow_control().release_capacity(chunk.len()).unwrap();
+            }
+            assert_eq!(received, 312);
+        }
+        let sent = writes.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert_eq!(sent, 1, "{CALLS} answers left in {sent} writes");
     }
 }
