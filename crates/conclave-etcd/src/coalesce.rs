@@ -139,6 +139,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A writer that records each `write` it gets and can refuse to take more than `room` bytes.
@@ -237,7 +239,7 @@ mod tests {
     /// A stream that counts the writes that reach it.
     struct Counted {
         inner: tokio::io::DuplexStream,
-        writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        writes: Arc<AtomicUsize>,
     }
 
     impl AsyncRead for Counted {
@@ -257,7 +259,7 @@ mod tests {
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
             let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
-            self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.writes.fetch_add(1, Ordering::Relaxed);
             Poll::Ready(Ok(written))
         }
         fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -275,7 +277,7 @@ mod tests {
     async fn a_turn_of_http2_answers_with_large_payloads_leaves_in_one_write() {
         const CALLS: usize = 16;
         let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writes = Arc::new(AtomicUsize::new(0));
         let server_io = Coalesced::new(Counted { inner: server_io, writes: writes.clone() });
 
         let (calls_tx, mut calls) = tokio::sync::mpsc::unbounded_channel();
@@ -299,7 +301,7 @@ mod tests {
         }
 
         // Every answer at once, as a read round's answers are completed on the node's thread.
-        let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+        let before = writes.load(Ordering::Relaxed);
         for respond in &mut respond {
             let mut stream = respond.send_response(http::Response::new(()), false).unwrap();
             stream.send_data(Bytes::from(vec![7u8; 312]), false).unwrap();
@@ -315,7 +317,7 @@ mod tests {
             }
             assert_eq!(received, 312);
         }
-        let sent = writes.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let sent = writes.load(Ordering::Relaxed) - before;
         assert_eq!(sent, 1, "{CALLS} answers left in {sent} writes");
     }
 }

@@ -55,8 +55,7 @@ pub struct Services {
 }
 
 /// The services over `ctx`, for [`serve_with_tls`] or a caller that runs its own tonic server
-/// (`Server::serve_with_incoming_shutdown`); such a caller also runs [`LeaseExpiry`] and
-/// [`AutoCompactor`] and calls [`EtcdContext::shutdown_streams`] when it stops.
+/// (`Server::serve_with_incoming_shutdown`; see the module documentation for what it also runs).
 pub fn services(ctx: EtcdContext) -> Services {
     let limit = ctx.limits.max_decoding_message_bytes();
     let protocol = ctx.protocol;
