@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::http;
 use crate::protocols::{self, Parts};
 use anyhow::Context;
-use conclave_core::{Consensus, NodeId, StateMachine, metrics as names};
+use conclave_core::{Consensus, ConsensusError, NodeId, Role, StateMachine, metrics as names};
 use conclave_kv::KvStore;
 use conclave_node::NodeRuntime;
 use conclave_storage::{FileStore, FileStoreOptions};
@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -203,6 +204,7 @@ pub async fn run_with(
         }
     }
     tracing::info!("shutdown requested: draining clients, then stopping the node");
+    hand_over_leadership(consensus.as_ref()).await;
     let _ = stop_tx.send(true);
     // Clients first, so that no new request arrives; then the node fails what is still in
     // flight and syncs its log; then the peer and metrics servers.
@@ -214,6 +216,33 @@ pub async fn run_with(
     let _ = http_server.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a stopping leader waits for one voter to take over before trying the next.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(1);
+
+/// A leader that stops hands its leadership to another voter first, as etcd's does, so that the
+/// cluster goes on at once instead of waiting out an election timeout. Best effort and bounded:
+/// a voter that does not take over within [`HAND_OVER_WAIT`] (it is down, say) is passed over,
+/// and protocols that cannot hand over stop as they are.
+async fn hand_over_leadership(consensus: &dyn Consensus) {
+    let status = consensus.status();
+    if status.role != Role::Leader || !consensus.guarantees().has_leader {
+        return;
+    }
+    for to in status.members.into_iter().filter(|&m| m != status.id) {
+        match tokio::time::timeout(HAND_OVER_WAIT, consensus.transfer_leadership(to)).await {
+            Ok(Ok(())) => {
+                tracing::info!(%to, "handed the leadership over before stopping");
+                return;
+            }
+            // Another leader already (the last try's voter took over after its wait ended).
+            Ok(Err(ConsensusError::NotLeader { .. })) => return,
+            Ok(Err(ConsensusError::Unsupported { .. })) => return,
+            Ok(Err(error)) => tracing::warn!(%to, %error, "cannot hand the leadership over"),
+            Err(_) => tracing::warn!(%to, "leadership not taken over in time; trying another"),
+        }
+    }
 }
 
 /// The etcd API's view of this node: who the members are and the request limits.

@@ -1,6 +1,6 @@
 //! The async face of a replicated state machine: what the server and the lab hold.
 
-use crate::{NodeId, Result, SnapshotMeta};
+use crate::{ConsensusError, NodeId, Result, SnapshotMeta};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -118,6 +118,19 @@ pub trait Consensus: Send + Sync + 'static {
 
     /// What the protocol promises.
     fn guarantees(&self) -> Guarantees;
+
+    /// Hands leadership to the voter `to` and waits until this replica sees it lead (etcd's
+    /// `MoveLeader`). Only the leader can hand over ([`ConsensusError::NotLeader`] elsewhere);
+    /// [`ConsensusError::Timeout`] if `to` did not take over in time (the transfer is then
+    /// abandoned, and this replica may still lead); [`ConsensusError::Unsupported`] from
+    /// protocols without a leader to move.
+    async fn transfer_leadership(&self, to: NodeId) -> Result<()> {
+        let _ = to;
+        Err(ConsensusError::Unsupported {
+            protocol: self.status().protocol,
+            what: "leadership transfer".into(),
+        })
+    }
 
     /// Stops the node: in-flight requests fail with `ShuttingDown`, storage is synced.
     async fn shutdown(&self);

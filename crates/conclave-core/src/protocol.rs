@@ -17,7 +17,7 @@
 //! next event arrives. The one exception is a crash: then the node restarts from whatever was
 //! durable, through [`Recovered`]; `eager_messages` may have been sent, `messages` were not.
 
-use crate::{Entry, Guarantees, NodeId, RequestId, SnapshotMeta, Status};
+use crate::{ConsensusError, Entry, Guarantees, NodeId, RequestId, SnapshotMeta, Status};
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
@@ -90,6 +90,19 @@ pub trait Protocol: Send + 'static {
     /// exported by the driver under `conclave_<name>`.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+
+    /// Starts handing leadership to the voter `to` (etcd's `MoveLeader`; a leader that is
+    /// stopping). Returns once the hand-over has begun: the caller watches [`Protocol::status`]
+    /// for the new leader. `Ok` at once when `to` is this replica and it leads; otherwise
+    /// [`ConsensusError::NotLeader`] on a replica that does not lead, and
+    /// [`ConsensusError::Unsupported`] from protocols that cannot hand leadership over.
+    fn transfer_leadership(&mut self, to: NodeId) -> Result<(), ConsensusError> {
+        let _ = to;
+        Err(ConsensusError::Unsupported {
+            protocol: self.name(),
+            what: "leadership transfer".into(),
+        })
     }
 }
 

@@ -19,6 +19,13 @@ pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
 /// etcd's text for a request that did not finish in time (it may still take effect).
 pub const REQUEST_TIMED_OUT: &str = "etcdserver: request timed out";
+/// `MoveLeader` sent to a member that does not lead (etcdctl sends it to the leader it finds).
+pub const NOT_LEADER: &str = "etcdserver: not leader";
+/// `MoveLeader` naming a member that is not in the cluster.
+pub const BAD_LEADER_TRANSFEREE: &str = "etcdserver: bad leader transferee";
+/// `MoveLeader` whose transferee did not take over in time.
+pub const LEADER_TRANSFER_TIMED_OUT: &str =
+    "etcdserver: request timed out, leader transfer took too long";
 /// etcd's text for a server that is stopping.
 pub const SERVER_STOPPED: &str = "etcdserver: server stopped";
 /// etcd's text for a revision older than the compaction point.

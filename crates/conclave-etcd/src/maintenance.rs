@@ -1,9 +1,9 @@
 //! The `Maintenance` service: member status, the alarm list (the space quota's NOSPACE), a
-//! key-value hash for comparing replicas, and snapshots for backups (`etcdctl snapshot save`).
-//! Leader transfer is not offered through this API.
+//! key-value hash for comparing replicas, snapshots for backups (`etcdctl snapshot save`), and
+//! moving the leadership (`etcdctl move-leader`) where the protocol can hand it over.
 
 use bytes::Bytes;
-use conclave_core::{ReadConsistency, StateMachine};
+use conclave_core::{ConsensusError, NodeId, ReadConsistency, StateMachine};
 use conclave_kv::RangeRequest;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status};
 
 use crate::auth_check::Caller;
 use crate::context::EtcdContext;
-use crate::error::{consensus_status, kv_status};
+use crate::error::{
+    BAD_LEADER_TRANSFEREE, LEADER_TRANSFER_TIMED_OUT, NOT_LEADER, consensus_status, kv_status,
+};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
@@ -267,13 +269,24 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    /// Hands leadership to `target_id` and answers once this member sees it lead, as etcd
+    /// does. Sent to the leader (etcdctl finds it through `Status`); root only once auth is on.
     async fn move_leader(
         &self,
-        _request: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: leader transfer is not offered through the etcd API",
-        ))
+        self.ctx.authorize(request.metadata(), root_only)?;
+        let target = request.into_inner().target_id;
+        let status = self.ctx.consensus.status();
+        if !status.members.contains(&NodeId(target)) {
+            return Err(Status::failed_precondition(BAD_LEADER_TRANSFEREE));
+        }
+        match self.ctx.consensus.transfer_leadership(NodeId(target)).await {
+            Ok(()) => Ok(Response::new(MoveLeaderResponse { header: self.ctx.current_header() })),
+            Err(ConsensusError::NotLeader { .. }) => Err(Status::failed_precondition(NOT_LEADER)),
+            Err(ConsensusError::Timeout(_)) => Err(Status::unavailable(LEADER_TRANSFER_TIMED_OUT)),
+            Err(error) => Err(consensus_status(&error)),
+        }
     }
 }
 

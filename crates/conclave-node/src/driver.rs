@@ -199,6 +199,9 @@ impl<P: Protocol, L: LogStore, S: StateMachine> Driver<P, L, S> {
                 self.waiters.add_read(id, deadline, reply);
                 self.protocol.read(id);
             }
+            Request::Transfer { to, reply } => {
+                let _ = reply.send(self.protocol.transfer_leadership(to));
+            }
             Request::Shutdown(_) => unreachable!("shutdown is handled by the loop"),
         }
     }

@@ -8,7 +8,7 @@ use crate::{NodeConfig, NodeConfigError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use conclave_core::{
-    Consensus, ConsensusError, Guarantees, Protocol, ReadConsistency, RequestId, Result,
+    Consensus, ConsensusError, Guarantees, NodeId, Protocol, ReadConsistency, RequestId, Result,
     StateMachine, Status,
 };
 use conclave_storage::LogStore;
@@ -20,8 +20,20 @@ use tokio::sync::{mpsc, oneshot};
 /// What a handle asks of the node thread.
 #[derive(Debug)]
 pub(crate) enum Request {
-    Propose { id: RequestId, command: Bytes, reply: ProposalReply },
-    Read { id: RequestId, reply: ReadReply },
+    Propose {
+        id: RequestId,
+        command: Bytes,
+        reply: ProposalReply,
+    },
+    Read {
+        id: RequestId,
+        reply: ReadReply,
+    },
+    /// Start handing leadership to `to`; the reply says whether the hand-over began.
+    Transfer {
+        to: NodeId,
+        reply: oneshot::Sender<Result<()>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -271,6 +283,27 @@ impl Consensus for NodeHandle {
 
     fn guarantees(&self) -> Guarantees {
         self.guarantees
+    }
+
+    async fn transfer_leadership(&self, to: NodeId) -> Result<()> {
+        let (reply, started) = oneshot::channel();
+        self.submit(Request::Transfer { to, reply }).await?;
+        started.await.map_err(|_| ConsensusError::ShuttingDown)??;
+        // The new leader's first append or heartbeat tells this replica; a transfer that does
+        // not finish within an election timeout is abandoned by the protocol.
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            if self.status().leader == Some(to) {
+                return Ok(());
+            }
+            if self.shared.closed.load(Ordering::SeqCst) {
+                return Err(ConsensusError::ShuttingDown);
+            }
+            if Instant::now() >= deadline {
+                return Err(ConsensusError::Timeout(self.config.request_timeout_ms));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn shutdown(&self) {

@@ -2,7 +2,9 @@
 
 use crate::{Raft, RaftMessage};
 use bytes::Bytes;
-use conclave_core::{Guarantees, NodeId, Protocol, Ready, RequestId, Snapshot, Status};
+use conclave_core::{
+    ConsensusError, Guarantees, NodeId, Protocol, Ready, RequestId, Snapshot, Status,
+};
 
 impl Protocol for Raft {
     type Message = RaftMessage;
@@ -156,5 +158,19 @@ impl Protocol for Raft {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         self.counters.export()
+    }
+
+    fn transfer_leadership(&mut self, to: NodeId) -> Result<(), ConsensusError> {
+        if self.lead.is_none() {
+            return Err(ConsensusError::NotLeader { leader: self.leader });
+        }
+        if to == self.id {
+            return Ok(());
+        }
+        if !self.memberships.current().contains(to) {
+            return Err(ConsensusError::Unavailable(format!("node {to} is not a voter")));
+        }
+        Raft::transfer_leadership(self, to);
+        Ok(())
     }
 }

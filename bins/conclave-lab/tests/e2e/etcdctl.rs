@@ -1,6 +1,6 @@
 //! The real etcdctl 3.4 against a local cluster: every command users run day to day.
 
-use crate::support::{etcdctl, etcdctl_ok, runtime, serial, start, tool};
+use crate::support::{etcdctl, etcdctl_ok, runtime, serial, start, text, tool};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -141,6 +141,42 @@ pub fn suite(protocol: &str) {
     let is_leader =
         member_ids.iter().filter(|l| l.rsplit(':').next().unwrap().trim() == leader).count();
     assert_eq!(is_leader, 1, "exactly one member is the leader:\n{status}");
+
+    // move-leader: Raft hands the leadership to the member named; Multi-Paxos says it cannot.
+    let from: u64 = leader.parse().unwrap();
+    let to = cluster.nodes.iter().map(|n| n.id).find(|&id| id != from).unwrap();
+    let output = etcdctl(&all, &["move-leader", &format!("{to:x}")], None, Duration::from_secs(20));
+    if protocol == "raft" {
+        assert!(output.status.success(), "{}", text(&output));
+        let stranger = etcdctl(&all, &["move-leader", "63"], None, Duration::from_secs(20));
+        assert!(!stranger.status.success(), "{}", text(&stranger));
+        let said = String::from_utf8_lossy(&stranger.stderr);
+        assert!(said.contains("etcdserver: bad leader transferee"), "{said}");
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            said.contains(&format!("Leadership transferred from {from:x} to {to:x}")),
+            "{said}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = etcdctl_ok(&all, &["endpoint", "status", "-w", "fields"]);
+            let named: Vec<&str> = status
+                .lines()
+                .filter(|l| l.starts_with("\"Leader\""))
+                .map(|l| l.rsplit(':').next().unwrap().trim())
+                .collect();
+            if named.len() == 3 && named.iter().all(|&id| id == to.to_string()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "every member names {to} leader:\n{status}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(etcdctl_ok(one, &["put", "moved/leader", "yes"]).trim(), "OK");
+    } else {
+        assert!(!output.status.success(), "{}", text(&output));
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains("does not support leadership transfer"), "{said}");
+    }
 
     // endpoint health --cluster
     let output = etcdctl(one, &["endpoint", "health", "--cluster"], None, Duration::from_secs(20));

@@ -72,3 +72,20 @@ fn a_stuck_transfer_is_abandoned() {
     net.deliver_all();
     assert_eq!(net.commands(2), vec!["accepted", "still-accepted"]);
 }
+
+// Through the `Protocol` face, as the driver asks for it: only the leader hands over, and it
+// says why it will not.
+#[test]
+fn the_protocol_face_refuses_what_it_cannot_hand_over() {
+    let mut net = Network::new(3, config());
+    net.elect(1);
+    let follower = Protocol::transfer_leadership(net.raft_mut(2), NodeId(3));
+    assert_eq!(follower, Err(ConsensusError::NotLeader { leader: Some(NodeId(1)) }));
+    let stranger = Protocol::transfer_leadership(net.raft_mut(1), NodeId(9));
+    assert_eq!(stranger, Err(ConsensusError::Unavailable("node 9 is not a voter".into())));
+    assert_eq!(Protocol::transfer_leadership(net.raft_mut(1), NodeId(1)), Ok(()));
+    assert_eq!(net.leader(), Some(1));
+    assert_eq!(Protocol::transfer_leadership(net.raft_mut(1), NodeId(3)), Ok(()));
+    net.deliver_all();
+    assert_eq!(net.leader(), Some(3));
+}
