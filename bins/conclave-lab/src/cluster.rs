@@ -239,6 +239,13 @@ impl Cluster {
         self.nodes[index].signal(Signal::SIGCONT)
     }
 
+    /// SIGTERM without waiting: the node stops on its own (a Raft leader hands its leadership
+    /// over first); [`NodeProcess::is_running`] tells when it has.
+    pub fn terminate(&mut self, id: u64) -> anyhow::Result<()> {
+        let index = self.index(id)?;
+        self.nodes[index].signal(Signal::SIGTERM)
+    }
+
     /// SIGTERM, then wait up to `grace` for a clean exit; SIGKILL after that. Returns the exit
     /// code of a clean exit.
     pub fn stop(&mut self, id: u64, grace: Duration) -> anyhow::Result<Option<i32>> {

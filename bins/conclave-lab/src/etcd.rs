@@ -196,6 +196,11 @@ impl EtcdCluster {
         Ok(kill(self.pid(index)?, Signal::SIGCONT)?)
     }
 
+    /// SIGTERM without waiting: etcd stops on its own (its leader hands over first).
+    pub fn terminate(&mut self, index: usize) -> anyhow::Result<()> {
+        Ok(kill(self.pid(index)?, Signal::SIGTERM)?)
+    }
+
     /// SIGTERM to all, then SIGKILL whatever has not exited within `grace`.
     pub fn stop_all(&mut self, grace: Duration) {
         for member in &self.members {

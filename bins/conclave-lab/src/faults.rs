@@ -22,6 +22,9 @@ pub enum FaultKind {
     Kill,
     /// SIGKILL the leader (a leaderless target: the planned node).
     LeaderKill,
+    /// SIGTERM the leader, as a rolling restart does, and wait for it to exit; restart it at
+    /// heal. A Raft or etcd leader hands its leadership over before it stops.
+    LeaderStop,
     /// SIGSTOP a node, SIGCONT at heal.
     Pause,
     LeaderPause,
@@ -39,9 +42,10 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         Self::Kill,
         Self::LeaderKill,
+        Self::LeaderStop,
         Self::Pause,
         Self::LeaderPause,
         Self::Partition,
@@ -56,6 +60,7 @@ impl FaultKind {
         match self {
             Self::Kill => "kill",
             Self::LeaderKill => "leader-kill",
+            Self::LeaderStop => "leader-stop",
             Self::Pause => "pause",
             Self::LeaderPause => "leader-pause",
             Self::Partition => "partition",
@@ -84,7 +89,10 @@ impl FaultKind {
     }
 
     fn targets_leader(self) -> bool {
-        matches!(self, Self::LeaderKill | Self::LeaderPause | Self::IsolateLeader)
+        matches!(
+            self,
+            Self::LeaderKill | Self::LeaderStop | Self::LeaderPause | Self::IsolateLeader
+        )
     }
 }
 
@@ -168,6 +176,9 @@ pub fn plan(
     plans
 }
 
+/// How long a node stopped by `leader-stop` may take to exit before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// A fault as it happened on one target.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultEvent {
@@ -217,6 +228,22 @@ impl Injector {
             FaultKind::Kill | FaultKind::LeaderKill => {
                 self.with(|t| t.kill(node))?;
                 self.active.killed.push(node);
+            }
+            FaultKind::LeaderStop => {
+                self.with(|t| t.terminate(node))?;
+                // Restarted at heal, like a killed node, once it has exited.
+                self.active.killed.push(node);
+                let deadline = tokio::time::Instant::now() + STOP_GRACE;
+                while self.with(|t| t.is_running(node)) {
+                    if tokio::time::Instant::now() >= deadline {
+                        self.with(|t| t.kill(node))?;
+                        anyhow::bail!(
+                            "node {} did not stop within {STOP_GRACE:?} of SIGTERM; killed",
+                            node + 1
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
             FaultKind::Pause | FaultKind::LeaderPause => {
                 self.with(|t| t.pause(node))?;
@@ -312,7 +339,7 @@ mod tests {
             FaultKind::parse_list("leader-kill,partition"),
             Ok(vec![FaultKind::LeaderKill, FaultKind::Partition])
         );
-        assert_eq!(FaultKind::parse_list("all").unwrap().len(), 10);
+        assert_eq!(FaultKind::parse_list("all").unwrap().len(), 11);
         assert!(FaultKind::parse_list("meteor").is_err());
         assert_eq!(FaultKind::parse_list("none"), Ok(vec![]));
     }

@@ -83,7 +83,7 @@ pub struct AbOptions {
     /// Seed for the workload and the fault plan (run i uses seed + i).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Faults, comma-separated: kill, leader-kill, pause, leader-pause, partition,
+    /// Faults, comma-separated: kill, leader-kill, leader-stop, pause, leader-pause, partition,
     /// partition-asym, isolate-leader, split-halves, delay, drop; `all`; or `none`.
     #[arg(long, default_value = "leader-kill,partition")]
     pub faults: String,

@@ -192,6 +192,15 @@ impl Target {
         }
     }
 
+    /// SIGTERM: the node stops by itself; poll [`Target::is_running`] for when it has.
+    pub fn terminate(&mut self, node: usize) -> anyhow::Result<()> {
+        match &mut self.backend {
+            Backend::Conclave(c) => c.terminate(node as u64 + 1),
+            Backend::Etcd(e) => e.terminate(node),
+            Backend::External => bail!("the lab did not start {}", self.name),
+        }
+    }
+
     pub fn resume(&mut self, node: usize) -> anyhow::Result<()> {
         match &mut self.backend {
             Backend::Conclave(c) => c.resume(node as u64 + 1),
