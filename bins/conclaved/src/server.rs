@@ -220,18 +220,28 @@ pub async fn run_with(
 
 /// How long a stopping leader waits for one voter to take over before trying the next.
 const HAND_OVER_WAIT: Duration = Duration::from_secs(1);
+/// How long a stopping leader tries to hand over in all, whatever the cluster's size.
+const HAND_OVER_BUDGET: Duration = Duration::from_secs(2);
 
 /// A leader that stops hands its leadership to another voter first, as etcd's does, so that the
 /// cluster goes on at once instead of waiting out an election timeout. Best effort and bounded:
 /// a voter that does not take over within [`HAND_OVER_WAIT`] (it is down, say) is passed over,
-/// and protocols that cannot hand over stop as they are.
+/// the whole attempt ends after [`HAND_OVER_BUDGET`] (a cluster stopping as a whole), and
+/// protocols that cannot hand over stop as they are.
 async fn hand_over_leadership(consensus: &dyn Consensus) {
     let status = consensus.status();
     if status.role != Role::Leader || !consensus.guarantees().has_leader {
         return;
     }
+    let deadline = tokio::time::Instant::now() + HAND_OVER_BUDGET;
     for to in status.members.into_iter().filter(|&m| m != status.id) {
-        match tokio::time::timeout(HAND_OVER_WAIT, consensus.transfer_leadership(to)).await {
+        let wait =
+            HAND_OVER_WAIT.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        if wait.is_zero() {
+            tracing::warn!("leadership not handed over; stopping as the leader");
+            return;
+        }
+        match tokio::time::timeout(wait, consensus.transfer_leadership(to)).await {
             Ok(Ok(())) => {
                 tracing::info!(%to, "handed the leadership over before stopping");
                 return;
