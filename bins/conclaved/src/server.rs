@@ -246,9 +246,11 @@ async fn hand_over_leadership(consensus: &dyn Consensus) {
                 tracing::info!(%to, "handed the leadership over before stopping");
                 return;
             }
-            // Another leader already (the last try's voter took over after its wait ended).
-            Ok(Err(ConsensusError::NotLeader { .. })) => return,
-            Ok(Err(ConsensusError::Unsupported { .. })) => return,
+            // Another leader already (the last try's voter took over after its wait ended), or
+            // a protocol that cannot hand over.
+            Ok(Err(ConsensusError::NotLeader { .. } | ConsensusError::Unsupported { .. })) => {
+                return;
+            }
             Ok(Err(error)) => tracing::warn!(%to, %error, "cannot hand the leadership over"),
             Err(_) => tracing::warn!(%to, "leadership not taken over in time; trying another"),
         }

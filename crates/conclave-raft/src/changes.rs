@@ -61,15 +61,22 @@ impl Raft {
     /// Hands leadership to voter `to` (thesis §3.10): new proposals are refused while the
     /// transfer runs, `to` is brought up to date, then told to campaign at once with TimeoutNow.
     /// The transfer is abandoned if it has not finished within the minimum election timeout.
-    /// Ignored unless this replica leads and `to` is another voter.
-    pub fn transfer_leadership(&mut self, to: NodeId) {
+    /// Refused ([`ConsensusError::NotLeader`]) unless this replica leads, and
+    /// ([`ConsensusError::Unavailable`]) for a node that is not a voter; `Ok` with nothing more
+    /// to do when `to` is this replica or already the transferee.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), ConsensusError> {
         let last_index = self.log.last_index();
-        if to == self.id || !self.memberships.current().contains(to) {
-            return;
+        let Some(lead) = &mut self.lead else {
+            return Err(ConsensusError::NotLeader { leader: self.leader });
+        };
+        if to == self.id {
+            return Ok(());
         }
-        let Some(lead) = &mut self.lead else { return };
+        if !self.memberships.current().contains(to) {
+            return Err(ConsensusError::Unavailable(format!("node {to} is not a voter")));
+        }
         if lead.transferee == Some(to) {
-            return;
+            return Ok(());
         }
         lead.transferee = Some(to);
         lead.transfer_started = self.now;
@@ -83,5 +90,6 @@ impl Raft {
         } else {
             self.send_appends(to, true);
         }
+        Ok(())
     }
 }

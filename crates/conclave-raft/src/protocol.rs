@@ -161,16 +161,6 @@ impl Protocol for Raft {
     }
 
     fn transfer_leadership(&mut self, to: NodeId) -> Result<(), ConsensusError> {
-        if self.lead.is_none() {
-            return Err(ConsensusError::NotLeader { leader: self.leader });
-        }
-        if to == self.id {
-            return Ok(());
-        }
-        if !self.memberships.current().contains(to) {
-            return Err(ConsensusError::Unavailable(format!("node {to} is not a voter")));
-        }
-        Raft::transfer_leadership(self, to);
-        Ok(())
+        Raft::transfer_leadership(self, to)
     }
 }

@@ -148,15 +148,15 @@ pub fn suite(protocol: &str) {
     let output = etcdctl(&all, &["move-leader", &format!("{to:x}")], None, Duration::from_secs(20));
     if protocol == "raft" {
         assert!(output.status.success(), "{}", text(&output));
-        let stranger = etcdctl(&all, &["move-leader", "63"], None, Duration::from_secs(20));
-        assert!(!stranger.status.success(), "{}", text(&stranger));
-        let said = String::from_utf8_lossy(&stranger.stderr);
-        assert!(said.contains("etcdserver: bad leader transferee"), "{said}");
         let said = String::from_utf8_lossy(&output.stdout);
         assert!(
             said.contains(&format!("Leadership transferred from {from:x} to {to:x}")),
             "{said}"
         );
+        let stranger = etcdctl(&all, &["move-leader", "63"], None, Duration::from_secs(20));
+        assert!(!stranger.status.success(), "{}", text(&stranger));
+        let said = String::from_utf8_lossy(&stranger.stderr);
+        assert!(said.contains("etcdserver: bad leader transferee"), "{said}");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let status = etcdctl_ok(&all, &["endpoint", "status", "-w", "fields"]);

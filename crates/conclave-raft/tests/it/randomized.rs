@@ -83,7 +83,7 @@ fn run(seed: u64, steps: usize, planted_bug: Option<PlantedBug>) -> Vec<String> 
             98 => {
                 let (from, to) = (pick(&mut rng), pick(&mut rng));
                 if !net.down.contains(&NodeId(from)) {
-                    net.raft_mut(from).transfer_leadership(NodeId(to));
+                    let _ = net.raft_mut(from).transfer_leadership(NodeId(to));
                 }
             }
             _ => deliver_one(&mut net, &mut rng),

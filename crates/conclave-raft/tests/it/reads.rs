@@ -269,7 +269,7 @@ fn leadership_transfer_voids_the_lease() {
         _ => (1, 2),
     };
     net.isolate(cut);
-    net.raft_mut(leader).transfer_leadership(NodeId(cut));
+    net.raft_mut(leader).transfer_leadership(NodeId(cut)).unwrap();
     net.delivered.clear();
     let request = net.read(leader);
     net.deliver_all();

@@ -12,7 +12,7 @@ fn transfer_to_an_up_to_date_follower() {
     let mut net = Network::new(3, config());
     net.elect(1);
     let term = net.raft(1).term();
-    net.raft_mut(1).transfer_leadership(NodeId(2));
+    net.raft_mut(1).transfer_leadership(NodeId(2)).unwrap();
     net.process(NodeId(1));
     assert!(
         matches!(net.queue.front(), Some((_, to, RaftMessage::TimeoutNow { .. })) if *to == NodeId(2))
@@ -38,7 +38,7 @@ fn transfer_to_a_lagging_follower_catches_it_up_first() {
         net.propose(1, &format!("c{i}"));
     }
     net.deliver_all();
-    net.raft_mut(1).transfer_leadership(NodeId(3));
+    net.raft_mut(1).transfer_leadership(NodeId(3)).unwrap();
     let refused = net.propose(1, "refused");
     net.process(NodeId(1));
     let not_leader = ConsensusError::NotLeader { leader: Some(NodeId(3)) };
@@ -59,15 +59,15 @@ fn a_stuck_transfer_is_abandoned() {
     let mut net = Network::new(3, config());
     net.elect(1);
     net.isolate(3);
-    net.raft_mut(1).transfer_leadership(NodeId(3));
+    net.raft_mut(1).transfer_leadership(NodeId(3)).unwrap();
     net.tick_all(11);
     assert_eq!(net.leader(), Some(1));
     net.propose(1, "accepted");
     net.deliver_all();
     assert_eq!(net.commands(2), vec!["accepted"]);
     // Transfers to itself or to a non-member are ignored.
-    net.raft_mut(1).transfer_leadership(NodeId(1));
-    net.raft_mut(1).transfer_leadership(NodeId(9));
+    let _ = net.raft_mut(1).transfer_leadership(NodeId(1));
+    let _ = net.raft_mut(1).transfer_leadership(NodeId(9));
     net.propose(1, "still-accepted");
     net.deliver_all();
     assert_eq!(net.commands(2), vec!["accepted", "still-accepted"]);
